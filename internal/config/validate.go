@@ -1,0 +1,431 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// Command is what the action does. The zero value is Unknown, never a command
+// with side effects.
+type Command int
+
+const (
+	Unknown Command = iota
+	Plan
+	Deploy
+	Destroy
+)
+
+var commandNames = map[Command]string{Plan: "plan", Deploy: "deploy", Destroy: "destroy"}
+
+func (c Command) String() string {
+	if s, ok := commandNames[c]; ok {
+		return s
+	}
+	return "unknown"
+}
+
+// Azure environments.
+const (
+	AzureCloud        = "AzureCloud"
+	AzureChinaCloud   = "AzureChinaCloud"
+	AzureUSGovernment = "AzureUSGovernment"
+	AzureStack        = "AzureStack"
+)
+
+// Config is the validated configuration of one run.
+type Config struct {
+	Command          Command
+	VMName           string
+	ResourceGroup    string
+	Location         string
+	Size             string
+	Image            string
+	OSDiskSizeGB     int32
+	UserName         string
+	SSHPublicKeys    []string // normalised authorized_keys lines
+	NixChannel       string
+	ConfigRepo       string
+	ConfigFlakeAttr  string
+	GitHubSSHKey     []byte // private key, LF line endings; secret
+	AutoShutdown     string // "HH:MM" UTC or ""
+	CleanupOnFailure bool
+	ForceReinstall   bool
+	Azure            Azure
+	SSHTimeout       time.Duration
+	InstallTimeout   time.Duration
+}
+
+// Azure holds the Azure identity and cloud.
+type Azure struct {
+	ClientID       string
+	TenantID       string
+	SubscriptionID string
+	ClientSecret   string // secret
+	Environment    string
+	ARMEndpoint    string
+}
+
+// Parse validates raw inputs into a Config. It reports every invalid input at
+// once (errors.Join of *FieldError), each naming the input, the value and the
+// rule; secret values are never part of an error.
+func Parse(in Inputs) (Config, error) {
+	var errs []error
+	check := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	c := Config{
+		VMName:          in.VMName,
+		ResourceGroup:   in.ResourceGroup,
+		Location:        in.Location,
+		Size:            in.Size,
+		Image:           in.Image,
+		UserName:        in.UserName,
+		NixChannel:      in.NixChannel,
+		ConfigRepo:      strings.TrimSpace(in.ConfigRepo),
+		ConfigFlakeAttr: in.ConfigFlakeAttr,
+		AutoShutdown:    in.AutoShutdown,
+		Azure: Azure{
+			ClientID:       strings.TrimSpace(in.AzureClientID),
+			TenantID:       strings.TrimSpace(in.AzureTenantID),
+			SubscriptionID: strings.TrimSpace(in.AzureSubID),
+			ClientSecret:   in.AzureSecret,
+			Environment:    in.AzureEnvironment,
+			ARMEndpoint:    strings.TrimRight(strings.TrimSpace(in.ARMEndpoint), "/"),
+		},
+	}
+	var err error
+	c.Command, err = ParseCommand(in.Command)
+	check(err)
+	check(CheckVMName(c.VMName))
+	if c.ResourceGroup == "" {
+		c.ResourceGroup = c.VMName
+	} else {
+		check(CheckResourceGroup(c.ResourceGroup))
+	}
+	check(CheckLocation(c.Location))
+	check(CheckSize(c.Size))
+	check(CheckImage(c.Image))
+	c.OSDiskSizeGB, err = parseDiskSize(in.OSDiskSizeGB)
+	check(err)
+	check(CheckUserName(c.UserName))
+	c.SSHPublicKeys, err = ParseAuthorizedKeys("ssh-public-keys", in.SSHPublicKeys)
+	check(err)
+	if len(c.SSHPublicKeys) == 0 && c.Command == Deploy {
+		check(&FieldError{Input: "ssh-public-keys", Rule: "required for deploy: give at least one authorized_keys line (for example the contents of ~/.ssh/id_ed25519.pub), or you could not log in"})
+	}
+	check(CheckChannel(c.NixChannel))
+	if c.ConfigRepo != "" {
+		check(checkGitURL(c.ConfigRepo))
+	}
+	if c.ConfigFlakeAttr == "" {
+		c.ConfigFlakeAttr = c.VMName
+	} else {
+		check(checkFlakeAttr(c.ConfigFlakeAttr))
+	}
+	if in.GitHubSSHKey != "" {
+		c.GitHubSSHKey, err = ParsePrivateKey("github-ssh-key", in.GitHubSSHKey)
+		check(err)
+		if c.ConfigRepo == "" {
+			check(&FieldError{Input: "github-ssh-key", Secret: true, Rule: "given without config-repo; it is only used to clone config-repo"})
+		}
+	}
+	if c.AutoShutdown != "" {
+		check(checkClock(c.AutoShutdown))
+	}
+	c.CleanupOnFailure, err = parseBool("cleanup-on-failure", in.CleanupOnFailure)
+	check(err)
+	c.ForceReinstall, err = parseBool("force-reinstall", in.ForceReinstall)
+	check(err)
+	check(checkGUID("azure-client-id", c.Azure.ClientID))
+	check(checkTenant(c.Azure.TenantID))
+	check(checkGUID("azure-subscription-id", c.Azure.SubscriptionID))
+	check(checkEnvironment(c.Azure.Environment, c.Azure.ARMEndpoint))
+	c.SSHTimeout, err = parseTimeout("ssh-timeout", in.SSHTimeout)
+	check(err)
+	c.InstallTimeout, err = parseTimeout("install-timeout", in.InstallTimeout)
+	check(err)
+	if len(errs) > 0 {
+		return Config{}, errors.Join(errs...)
+	}
+	return c, nil
+}
+
+// ParseCommand accepts plan, deploy and destroy.
+func ParseCommand(s string) (Command, error) {
+	for c, name := range commandNames {
+		if s == name {
+			return c, nil
+		}
+	}
+	return Unknown, &FieldError{Input: "command", Value: s, Rule: "must be plan, deploy or destroy" + didYouMean(s, []string{"plan", "deploy", "destroy"})}
+}
+
+var (
+	vmNameRE   = regexp.MustCompile(`^[a-z][a-z0-9-]{1,61}[a-z0-9]$`)
+	rgRE       = regexp.MustCompile(`^[-\w._()]{1,90}$`)
+	locationRE = regexp.MustCompile(`^[a-z][a-z0-9]*$`)
+	sizeRE     = regexp.MustCompile(`^[A-Za-z]+_[A-Za-z0-9_-]+$`)
+	urnPartRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+	versionRE  = regexp.MustCompile(`^(latest|[0-9]+(\.[0-9]+){1,3})$`)
+	userRE     = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+	channelRE  = regexp.MustCompile(`^nixos-(unstable|[0-9]{2}\.(05|11))$`)
+	flakeRE    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_'-]*$`)
+	clockRE    = regexp.MustCompile(`^([01][0-9]|2[0-3]):[0-5][0-9]$`)
+	guidRE     = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+	domainRE   = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+$`)
+	scpLikeRE  = regexp.MustCompile(`^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s]+$`)
+)
+
+// CheckVMName checks the VM name, which is also the host name and DNS label.
+func CheckVMName(s string) error {
+	if !vmNameRE.MatchString(s) {
+		return &FieldError{Input: "vm-name", Value: s, Rule: "must be 3-63 characters of lower-case letters, digits and hyphens, start with a letter and not end with a hyphen (it is also the host name and DNS label)"}
+	}
+	return nil
+}
+
+// CheckResourceGroup applies Azure's resource group naming rule.
+func CheckResourceGroup(s string) error {
+	if !rgRE.MatchString(s) || strings.HasSuffix(s, ".") {
+		return &FieldError{Input: "resource-group", Value: s, Rule: "must be 1-90 characters of letters, digits, '-', '_', '.', '(' and ')', not ending in '.'"}
+	}
+	return nil
+}
+
+// CheckLocation requires a lower-case region name and catches near-misses of
+// known public regions ("uk south", "UKSouth", "uksouht").
+func CheckLocation(s string) error {
+	if knownRegions[s] {
+		return nil
+	}
+	norm := strings.ToLower(strings.NewReplacer(" ", "", "-", "", "_", "").Replace(s))
+	if knownRegions[norm] {
+		return &FieldError{Input: "location", Value: s, Rule: fmt.Sprintf("must be the region's lower-case name without spaces; did you mean %q?", norm)}
+	}
+	if !locationRE.MatchString(s) {
+		return &FieldError{Input: "location", Value: s, Rule: "must be a lower-case region name of letters and digits, for example uksouth"}
+	}
+	if hint := didYouMean(s, regionNames()); hint != "" {
+		return &FieldError{Input: "location", Value: s, Rule: "is not a known Azure region" + hint}
+	}
+	// An unknown, well-formed name may be a new region or an Azure Stack
+	// location: Azure itself is the judge.
+	return nil
+}
+
+// CheckSize checks a VM size name and refuses known sizes with too little
+// memory for nixos-anywhere's kexec installer.
+func CheckSize(s string) error {
+	if !sizeRE.MatchString(s) {
+		return &FieldError{Input: "size", Value: s, Rule: "must be an Azure VM size name such as Standard_B4ms"}
+	}
+	if mem, ok := SizeMemoryGB(s); ok && mem < MinMemoryGB {
+		return &FieldError{Input: "size", Value: s, Rule: fmt.Sprintf("has %.2g GB of memory; nixos-anywhere's kexec installer needs at least %.1f GB (try Standard_B2s or Standard_B4ms)", mem, MinMemoryGB)}
+	}
+	return nil
+}
+
+// CheckImage checks an image URN publisher:offer:sku:version.
+func CheckImage(s string) error {
+	parts := strings.Split(s, ":")
+	ok := len(parts) == 4
+	for i, p := range parts {
+		if !ok {
+			break
+		}
+		if i == 3 {
+			ok = versionRE.MatchString(p)
+		} else {
+			ok = urnPartRE.MatchString(p)
+		}
+	}
+	if !ok {
+		return &FieldError{Input: "image", Value: s, Rule: "must be an image URN publisher:offer:sku:version, for example Canonical:ubuntu-24_04-lts:server:latest"}
+	}
+	return nil
+}
+
+// reservedUsers are admin user names Azure refuses, plus root.
+var reservedUsers = map[string]bool{
+	"root": true, "administrator": true, "admin": true, "user": true, "user1": true, "test": true,
+	"user2": true, "test1": true, "user3": true, "admin1": true, "1": true, "123": true, "a": true,
+	"actuser": true, "adm": true, "admin2": true, "aspnet": true, "backup": true, "console": true,
+	"david": true, "guest": true, "john": true, "owner": true, "server": true, "sql": true,
+	"support": true, "support_388945a0": true, "sys": true, "test2": true, "test3": true,
+	"user4": true, "user5": true, "nixbld": true,
+}
+
+// CheckUserName applies Linux user name rules and Azure's reserved names.
+func CheckUserName(s string) error {
+	if !userRE.MatchString(s) {
+		return &FieldError{Input: "user-name", Value: s, Rule: "must be 1-32 characters of lower-case letters, digits, '_' and '-', starting with a letter or '_'"}
+	}
+	if reservedUsers[s] {
+		return &FieldError{Input: "user-name", Value: s, Rule: "is reserved: Azure refuses it as the admin user (or it is root); pick another, for example nixos"}
+	}
+	return nil
+}
+
+// ParseAuthorizedKeys parses one authorized_keys line per line; blank lines
+// and # comments are skipped. The lines come back normalised.
+func ParseAuthorizedKeys(input, s string) ([]string, error) {
+	if strings.Contains(s, "PRIVATE KEY") {
+		// Never echo any line of it: this is a secret pasted in the wrong place.
+		return nil, &FieldError{Input: input, Secret: true, Rule: "contains a private key; give the public half (the .pub file) here and rotate the private key, it may have been exposed"}
+	}
+	var keys []string
+	var errs []error
+	for i, line := range strings.Split(strings.ReplaceAll(s, "\r\n", "\n"), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, comment, _, _, err := ssh.ParseAuthorizedKey([]byte(line))
+		if err != nil {
+			errs = append(errs, &FieldError{Input: fmt.Sprintf("%s line %d", input, i+1), Value: abbreviate(line), Rule: "must be an authorized_keys line such as \"ssh-ed25519 AAAA... me@laptop\" (a public key, not a private one)"})
+			continue
+		}
+		norm := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k)))
+		if comment != "" {
+			norm += " " + comment
+		}
+		keys = append(keys, norm)
+	}
+	return keys, errors.Join(errs...)
+}
+
+// ParsePrivateKey parses an OpenSSH/PEM private key without a passphrase,
+// tolerating CRLF line endings (keys pasted on Windows). The error never
+// contains the key.
+func ParsePrivateKey(input, s string) ([]byte, error) {
+	b := []byte(strings.TrimSpace(strings.ReplaceAll(s, "\r\n", "\n")) + "\n")
+	if _, err := ssh.ParsePrivateKey(b); err != nil {
+		rule := "must be an unencrypted private key in OpenSSH or PEM format"
+		var pe *ssh.PassphraseMissingError
+		if errors.As(err, &pe) {
+			rule = "is encrypted with a passphrase; use a deploy key without one (it is stored as a secret)"
+		}
+		return nil, &FieldError{Input: input, Secret: true, Rule: rule}
+	}
+	return b, nil
+}
+
+// CheckChannel accepts nixos-YY.MM (a release) and nixos-unstable.
+func CheckChannel(s string) error {
+	if !channelRE.MatchString(s) {
+		return &FieldError{Input: "nix-channel", Value: s, Rule: "must be nixos-YY.MM (a release, May or November: nixos-26.05) or nixos-unstable"}
+	}
+	return nil
+}
+
+func checkGitURL(s string) error {
+	if scpLikeRE.MatchString(s) {
+		return nil
+	}
+	u, err := url.Parse(s)
+	if err == nil && (u.Scheme == "https" || u.Scheme == "ssh" || u.Scheme == "git") && u.Host != "" && u.Path != "" {
+		if u.User != nil {
+			if _, hasPassword := u.User.Password(); hasPassword {
+				return &FieldError{Input: "config-repo", Value: u.Redacted(), Rule: "must not carry a password; use github-ssh-key for a private repository"}
+			}
+		}
+		return nil
+	}
+	return &FieldError{Input: "config-repo", Value: s, Rule: "must be a git URL: git@github.com:OWNER/REPO.git, ssh://... or https://..."}
+}
+
+func checkFlakeAttr(s string) error {
+	if !flakeRE.MatchString(s) {
+		return &FieldError{Input: "config-flake-attr", Value: s, Rule: "must be a Nix attribute name (letters, digits, '_', '-', '\\'', not starting with a digit)"}
+	}
+	return nil
+}
+
+func checkClock(s string) error {
+	if !clockRE.MatchString(s) {
+		return &FieldError{Input: "auto-shutdown", Value: s, Rule: "must be a daily time HH:MM in UTC, for example 22:00"}
+	}
+	return nil
+}
+
+func parseBool(input, s string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "true", "yes", "1", "on":
+		return true, nil
+	case "false", "no", "0", "off", "":
+		return false, nil
+	}
+	return false, &FieldError{Input: input, Value: s, Rule: "must be true or false"}
+}
+
+func parseDiskSize(s string) (int32, error) {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || n < 30 || n > 4095 {
+		return 0, &FieldError{Input: "os-disk-size-gb", Value: s, Rule: "must be a whole number of GB from 30 to 4095"}
+	}
+	return int32(n), nil
+}
+
+func parseTimeout(input, s string) (time.Duration, error) {
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil || d <= 0 {
+		return 0, &FieldError{Input: input, Value: s, Rule: "must be a positive Go duration such as 10m or 1h30m"}
+	}
+	return d, nil
+}
+
+func checkGUID(input, s string) error {
+	if s != "" && !guidRE.MatchString(s) {
+		return &FieldError{Input: input, Value: s, Rule: "must be a GUID such as 00000000-0000-0000-0000-000000000000"}
+	}
+	return nil
+}
+
+func checkTenant(s string) error {
+	if s != "" && !guidRE.MatchString(s) && !domainRE.MatchString(s) {
+		return &FieldError{Input: "azure-tenant-id", Value: s, Rule: "must be a tenant GUID or a tenant domain such as contoso.onmicrosoft.com"}
+	}
+	return nil
+}
+
+var environments = []string{AzureCloud, AzureChinaCloud, AzureUSGovernment, AzureStack}
+
+func checkEnvironment(env, endpoint string) error {
+	known := false
+	for _, e := range environments {
+		known = known || e == env
+	}
+	if !known {
+		return &FieldError{Input: "azure-environment", Value: env, Rule: "must be AzureCloud, AzureChinaCloud, AzureUSGovernment or AzureStack" + didYouMean(env, environments)}
+	}
+	if env == AzureStack && endpoint == "" {
+		return &FieldError{Input: "arm-endpoint", Rule: "required when azure-environment is AzureStack: the Resource Manager URL of your Azure Stack Hub, for example https://management.local.azurestack.external"}
+	}
+	if env != AzureStack && endpoint != "" {
+		return &FieldError{Input: "arm-endpoint", Value: endpoint, Rule: "only used with azure-environment AzureStack; the public clouds' endpoints are built in"}
+	}
+	if endpoint != "" {
+		u, err := url.Parse(endpoint)
+		if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil {
+			return &FieldError{Input: "arm-endpoint", Value: endpoint, Rule: "must be an https URL such as https://management.local.azurestack.external"}
+		}
+	}
+	return nil
+}
+
+func abbreviate(s string) string {
+	if len(s) > 40 {
+		return s[:37] + "..."
+	}
+	return s
+}
