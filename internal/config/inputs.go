@@ -92,6 +92,18 @@ func (in *Inputs) Get(name string) string {
 	return ""
 }
 
+// Set sets the raw value of the input with the given name; it reports
+// whether such an input exists.
+func (in *Inputs) Set(name, value string) bool {
+	for _, d := range Definitions() {
+		if d.Name == name {
+			reflect.ValueOf(in).Elem().Field(d.field).SetString(value)
+			return true
+		}
+	}
+	return false
+}
+
 // Secrets returns the non-empty values of the secret inputs, for masking.
 func (in *Inputs) Secrets() []string {
 	var out []string

@@ -120,7 +120,7 @@ func Parse(in Inputs) (Config, error) {
 	check(CheckUserName(c.UserName))
 	c.SSHPublicKeys, err = ParseAuthorizedKeys("ssh-public-keys", in.SSHPublicKeys)
 	check(err)
-	if len(c.SSHPublicKeys) == 0 && c.Command == Deploy {
+	if strings.TrimSpace(in.SSHPublicKeys) == "" && c.Command == Deploy {
 		check(&FieldError{Input: "ssh-public-keys", Rule: "required for deploy: give at least one authorized_keys line (for example the contents of ~/.ssh/id_ed25519.pub), or you could not log in"})
 	}
 	check(CheckChannel(c.NixChannel))

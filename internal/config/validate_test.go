@@ -1,0 +1,260 @@
+package config
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/crypto/ssh"
+)
+
+const testPub = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl me@laptop"
+
+func defaults(t *testing.T) Inputs {
+	t.Helper()
+	in, err := Read(context.Background(), ActionLookuper(func(string) string { return "" }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.SSHPublicKeys = testPub
+	return in
+}
+
+func privateKeyPEM(t *testing.T) string {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(block))
+}
+
+func TestParseDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := Parse(defaults(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		Command: Deploy, VMName: "az-nixos", ResourceGroup: "az-nixos", Location: "uksouth",
+		Size: "Standard_B4ms", Image: "Canonical:ubuntu-24_04-lts:server:latest", OSDiskSizeGB: 64,
+		UserName: "nixos", SSHPublicKeys: []string{testPub}, NixChannel: "nixos-26.05",
+		ConfigFlakeAttr: "az-nixos", Azure: Azure{Environment: AzureCloud},
+		SSHTimeout: 10 * time.Minute, InstallTimeout: 45 * time.Minute,
+	}
+	if d := cmp.Diff(want, c); d != "" {
+		t.Errorf("defaults (-want +got):\n%s", d)
+	}
+}
+
+// TestRules covers every rule in the input table: each case sets one input
+// and expects either success or one error for that input containing a phrase.
+func TestRules(t *testing.T) {
+	t.Parallel()
+	key := privateKeyPEM(t)
+	tests := []struct {
+		name, input, value string
+		also               map[string]string // other inputs set for the case
+		wantErr            string            // substring; "" means valid
+	}{
+		{"command plan", "command", "plan", nil, ""},
+		{"command destroy", "command", "destroy", nil, ""},
+		{"command typo", "command", "deplyo", nil, `did you mean "deploy"`},
+		{"command empty", "command", "nuke", nil, "must be plan, deploy or destroy"},
+
+		{"vm-name ok", "vm-name", "web-01", nil, ""},
+		{"vm-name 3 chars", "vm-name", "abc", nil, ""},
+		{"vm-name 63 chars", "vm-name", "a" + strings.Repeat("b", 62), nil, ""},
+		{"vm-name 64 chars", "vm-name", "a" + strings.Repeat("b", 63), nil, "3-63 characters"},
+		{"vm-name too short", "vm-name", "ab", nil, "3-63 characters"},
+		{"vm-name upper", "vm-name", "Az_Nixos!", nil, `vm-name "Az_Nixos!": must be`},
+		{"vm-name digit first", "vm-name", "1vm", nil, "start with a letter"},
+		{"vm-name trailing hyphen", "vm-name", "vm-", nil, "not end with a hyphen"},
+
+		{"resource-group ok", "resource-group", "My_RG.(prod)-1", nil, ""},
+		{"resource-group dot end", "resource-group", "rg.", nil, "not ending in '.'"},
+		{"resource-group bad char", "resource-group", "rg/1", nil, "1-90 characters"},
+		{"resource-group 91", "resource-group", strings.Repeat("r", 91), nil, "1-90 characters"},
+
+		{"location ok", "location", "westeurope", nil, ""},
+		{"location unknown but well-formed", "location", "local", nil, ""},
+		{"location spaced", "location", "UK South", nil, `did you mean "uksouth"`},
+		{"location typo", "location", "uksouht", nil, `did you mean "uksouth"`},
+		{"location symbols", "location", "uk-south!", nil, "lower-case region name"},
+
+		{"size ok", "size", "Standard_D2s_v5", nil, ""},
+		{"size unknown ok", "size", "Standard_NV72ads_A10_v5", nil, ""},
+		{"size tiny", "size", "Standard_B1s", nil, "needs at least 1.5 GB"},
+		{"size tiny lower-case", "size", "standard_b1ls", nil, "needs at least 1.5 GB"},
+		{"size malformed", "size", "B4ms", nil, "Azure VM size name"},
+
+		{"image ok", "image", "Canonical:ubuntu-24_04-lts:server:24.04.202411030", nil, ""},
+		{"image three parts", "image", "Canonical:ubuntu-24_04-lts:server", nil, "publisher:offer:sku:version"},
+		{"image bad version", "image", "Canonical:ubuntu-24_04-lts:server:newest", nil, "publisher:offer:sku:version"},
+
+		{"disk min", "os-disk-size-gb", "30", nil, ""},
+		{"disk max", "os-disk-size-gb", "4095", nil, ""},
+		{"disk small", "os-disk-size-gb", "29", nil, "from 30 to 4095"},
+		{"disk large", "os-disk-size-gb", "4096", nil, "from 30 to 4095"},
+		{"disk nan", "os-disk-size-gb", "1TB", nil, "whole number"},
+
+		{"user ok", "user-name", "alice", nil, ""},
+		{"user root", "user-name", "root", nil, "reserved"},
+		{"user admin", "user-name", "admin", nil, "reserved"},
+		{"user upper", "user-name", "Alice", nil, "lower-case"},
+
+		{"keys two", "ssh-public-keys", testPub + "\n\n# comment\r\n" + strings.Replace(testPub, "me@laptop", "", 1), nil, ""},
+		{"keys garbage", "ssh-public-keys", "not a key", nil, "ssh-public-keys line 1"},
+		{"keys missing for deploy", "ssh-public-keys", "", nil, "required for deploy"},
+		{"keys missing for plan", "ssh-public-keys", "", map[string]string{"command": "plan"}, ""},
+		{"keys private pasted", "ssh-public-keys", key, nil, "contains a private key"},
+
+		{"channel release", "nix-channel", "nixos-25.11", nil, ""},
+		{"channel unstable", "nix-channel", "nixos-unstable", nil, ""},
+		{"channel month", "nix-channel", "nixos-26.04", nil, "nixos-YY.MM"},
+		{"channel nixpkgs", "nix-channel", "nixpkgs-unstable", nil, "nixos-YY.MM"},
+
+		{"repo scp", "config-repo", "git@github.com:me/nix-config.git", nil, ""},
+		{"repo https", "config-repo", "https://github.com/me/nix-config", nil, ""},
+		{"repo password", "config-repo", "https://me:hunter2@github.com/me/x", nil, "must not carry a password"},
+		{"repo junk", "config-repo", "nix-config", nil, "must be a git URL"},
+
+		{"attr ok", "config-flake-attr", "my-host", nil, ""},
+		{"attr bad", "config-flake-attr", "1host", nil, "Nix attribute name"},
+
+		{"github key ok", "github-ssh-key", strings.ReplaceAll(key, "\n", "\r\n"), map[string]string{"config-repo": "git@github.com:me/c.git"}, ""},
+		{"github key junk", "github-ssh-key", "-----BEGIN nonsense-----", map[string]string{"config-repo": "git@github.com:me/c.git"}, "secret, value not shown"},
+		{"github key without repo", "github-ssh-key", key, nil, "without config-repo"},
+
+		{"shutdown ok", "auto-shutdown", "22:00", nil, ""},
+		{"shutdown bad", "auto-shutdown", "24:00", nil, "HH:MM"},
+		{"shutdown 12h", "auto-shutdown", "10pm", nil, "HH:MM"},
+
+		{"cleanup true", "cleanup-on-failure", "true", nil, ""},
+		{"cleanup bad", "cleanup-on-failure", "maybe", nil, "true or false"},
+		{"reinstall bad", "force-reinstall", "2", nil, "true or false"},
+
+		{"client id ok", "azure-client-id", "11111111-2222-3333-4444-555555555555", nil, ""},
+		{"client id bad", "azure-client-id", "my-app", nil, "GUID"},
+		{"subscription bad", "azure-subscription-id", "1234", nil, "GUID"},
+		{"tenant domain", "azure-tenant-id", "contoso.onmicrosoft.com", nil, ""},
+		{"tenant bad", "azure-tenant-id", "contoso", nil, "tenant GUID"},
+
+		{"env china", "azure-environment", "AzureChinaCloud", nil, ""},
+		{"env typo", "azure-environment", "AzureClod", nil, `did you mean "AzureCloud"`},
+		{"stack needs endpoint", "azure-environment", "AzureStack", nil, "arm-endpoint: required"},
+		{"stack ok", "azure-environment", "AzureStack", map[string]string{"arm-endpoint": "https://management.local.azurestack.external/"}, ""},
+		{"stack http", "azure-environment", "AzureStack", map[string]string{"arm-endpoint": "http://x"}, "https URL"},
+		{"endpoint without stack", "arm-endpoint", "https://x.example", nil, "only used with azure-environment AzureStack"},
+
+		{"ssh timeout ok", "ssh-timeout", "90s", nil, ""},
+		{"ssh timeout bad", "ssh-timeout", "10", nil, "Go duration"},
+		{"install timeout negative", "install-timeout", "-1m", nil, "positive"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			in := defaults(t)
+			set(t, &in, tc.input, tc.value)
+			for k, v := range tc.also {
+				set(t, &in, k, v)
+			}
+			_, err := Parse(in)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("want valid, got %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("want error containing %q, got %v", tc.wantErr, err)
+			}
+			if fes := FieldErrors(err); len(fes) != 1 {
+				t.Errorf("want exactly one field error, got %d: %v", len(fes), err)
+			}
+		})
+	}
+}
+
+func set(t *testing.T, in *Inputs, name, value string) {
+	t.Helper()
+	if !in.Set(name, value) {
+		t.Fatalf("no input %q", name)
+	}
+}
+
+func TestParseReportsEveryProblemAtOnce(t *testing.T) {
+	t.Parallel()
+	in := defaults(t)
+	in.VMName = "Bad_Name"
+	in.Location = "uksouht"
+	in.Size = "Standard_B1s"
+	in.AzureSecret = "super-secret-value"
+	in.AzureClientID = "not-a-guid"
+	_, err := Parse(in)
+	fes := FieldErrors(err)
+	var names []string
+	for _, fe := range fes {
+		names = append(names, fe.Input)
+	}
+	if d := cmp.Diff([]string{"vm-name", "location", "size", "azure-client-id"}, names); d != "" {
+		t.Errorf("inputs with errors (-want +got):\n%s", d)
+	}
+	if strings.Contains(err.Error(), "super-secret-value") {
+		t.Errorf("error leaks a secret: %v", err)
+	}
+}
+
+func TestSecretNeverInError(t *testing.T) {
+	t.Parallel()
+	key := privateKeyPEM(t)
+	for _, in := range []Inputs{
+		func() Inputs { i := defaults(t); i.SSHPublicKeys = key; return i }(),
+		func() Inputs { i := defaults(t); i.GitHubSSHKey = key; return i }(),
+		func() Inputs {
+			i := defaults(t)
+			i.GitHubSSHKey = key[:len(key)/2]
+			i.ConfigRepo = "git@github.com:a/b"
+			return i
+		}(),
+	} {
+		_, err := Parse(in)
+		if err == nil {
+			t.Fatal("want an error")
+		}
+		for _, line := range strings.Split(key, "\n") {
+			if len(line) > 8 && !strings.HasPrefix(line, "-----") && strings.Contains(err.Error(), line) {
+				t.Fatalf("error contains a line of the private key: %v", err)
+			}
+		}
+	}
+}
+
+func TestFieldErrorsOfPlainError(t *testing.T) {
+	t.Parallel()
+	if got := FieldErrors(errors.New("x")); len(got) != 0 {
+		t.Fatalf("got %v", got)
+	}
+}
+
+func TestEditDistance(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		a, b string
+		want int
+	}{{"", "", 0}, {"abc", "abc", 0}, {"uksouht", "uksouth", 1}, {"westeurop", "westeurope", 1}, {"kitten", "sitting", 3}} {
+		if got := editDistance(tc.a, tc.b); got != tc.want {
+			t.Errorf("editDistance(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
+		}
+	}
+}
