@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Stand-in for nixos-anywhere in internal/nixos tests. It prints the real
+# phase lines of nixos-anywhere 1.13 (step "..." => "### ... ###", abort =>
+# "aborted: ..." on stderr, exit 1; see src/nixos-anywhere.sh), in the order
+# a kexec install runs them, with some of the other output in between.
+#
+# Environment:
+#   FAKE_NA_ARGV  file to record the argument vector in, one argument a line
+#   FAKE_NA_MODE  ok (default): a whole install, writes the facter report
+#                 abort: aborts after kexec like a failed kexec does
+#                 fail:  exits 2 during the install without an abort line
+#                 hang:  starts a child that ignores SIGTERM and holds the
+#                        output pipe, then waits forever (kexec on Azure
+#                        hanging, nixos-anywhere issue 400)
+#   FAKE_NA_PIDS  hang mode: file to record "leader <pid>" and "child <pid>"
+set -euo pipefail
+
+if [[ -n ${FAKE_NA_ARGV-} ]]; then
+  printf '%s\n' "$@" >"$FAKE_NA_ARGV"
+fi
+
+flake="" facter="" host=""
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+  --flake) flake=$2; shift ;;
+  --generate-hardware-config) facter=$3; shift 2 ;;
+  -i | --ssh-option) shift ;;
+  --copy-host-keys) ;;
+  -*) echo "fake-nixos-anywhere: unknown option $1" >&2; exit 3 ;;
+  *) host=$1 ;;
+  esac
+  shift
+done
+
+step() { echo "### $* ###"; }
+abort() {
+  echo "aborted: $*" >&2
+  exit 1
+}
+
+[[ -n $flake ]] || abort "--flake or --store-paths must be set"
+[[ -n $host ]] || abort "ssh-host must be set"
+
+step Uploading install SSH keys
+echo "/usr/bin/ssh-copy-id: INFO: Source of key(s) to be installed: \"/tmp/tmp.fake/nixos-anywhere.pub\"" >&2
+echo "Number of key(s) added: 1"
+step Gathering machine facts
+echo "Warning: Permanently added '${host#*@}' (ED25519) to the list of known hosts." >&2
+step Switching system into kexec
+echo "Downloading kexec tarball, this may take a moment..."
+
+case ${FAKE_NA_MODE:-ok} in
+abort)
+  echo "Kexec may have failed - check output above"
+  abort "Failed to kexec into NixOS installer"
+  ;;
+hang)
+  (
+    trap '' TERM
+    exec sleep 3600
+  ) &
+  child=$!
+  if [[ -n ${FAKE_NA_PIDS-} ]]; then
+    printf 'leader %s\nchild %s\n' "$$" "$child" >"$FAKE_NA_PIDS"
+  fi
+  wait
+  ;;
+esac
+
+echo "machine will boot into nixos in 6s..."
+step Gathering machine facts
+if [[ -n $facter ]]; then
+  step Generating facter.json using nixos-facter
+  mkdir -p "$(dirname "$facter")"
+  printf '{\n  "version": 1,\n  "system": "x86_64-linux",\n  "virtualisation": "microsoft"\n}\n' >"$facter"
+fi
+step Formatting hard drive with disko
+echo "+ sgdisk --align-end --new=1:0:+1M --change-name=1:disk-main-boot --typecode=1:EF02 /dev/disk/by-id/wwn-0x6002248000000000000000000000abcd"
+step Uploading the system closure
+step Installing NixOS
+if [[ ${FAKE_NA_MODE:-ok} == fail ]]; then
+  echo "error: builder for '/nix/store/00000000000000000000000000000000-grub-config.xml.drv' failed with exit code 1" >&2
+  exit 2
+fi
+echo "installing the boot loader..."
+echo "installation finished!"
+step Rebooting
+step Waiting for the machine to become unreachable due to reboot
+step "Done!"
