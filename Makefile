@@ -1,0 +1,36 @@
+# make test: everything CI checks. It installs what it lacks first:
+# Debian packages through scripts/deps.sh, Go tools pinned in tools/go.mod.
+SHELL := /bin/bash
+GO ?= go
+TOOL := $(GO) tool -modfile=tools/go.mod
+
+.PHONY: test deps fmt vet staticcheck unit actionlint nix-parse bench plan
+
+test: deps fmt vet staticcheck actionlint nix-parse unit
+
+deps:
+	@bash scripts/deps.sh
+
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+staticcheck:
+	$(TOOL) staticcheck ./...
+
+unit:
+	$(GO) test -race -count=1 ./...
+
+actionlint:
+	$(TOOL) actionlint -shellcheck="$$(command -v shellcheck)" .github/workflows/*.yml
+
+nix-parse:
+	@for f in $$(git ls-files '*.nix'); do nix-instantiate --parse "$$f" >/dev/null || { echo "does not parse: $$f"; exit 1; }; done; echo "nix-parse: all .nix files parse"
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+plan:
+	$(GO) run ./cmd/action plan
