@@ -321,14 +321,21 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 	n := len(p)
 	for len(p) > 0 {
 		i := bytes.IndexByte(p, '\n')
+		take := i
 		if i < 0 {
-			w.buf = append(w.buf, p...)
-			if len(w.buf) >= maxLine {
-				w.emitLocked()
-			}
+			take = len(p)
+		}
+		if room := maxLine - len(w.buf); take > room {
+			// An over-long line goes out in maxLine pieces.
+			w.buf = append(w.buf, p[:room]...)
+			w.emitLocked()
+			p = p[room:]
+			continue
+		}
+		w.buf = append(w.buf, p[:take]...)
+		if i < 0 {
 			break
 		}
-		w.buf = append(w.buf, p[:i]...)
 		w.emitLocked()
 		p = p[i+1:]
 	}
