@@ -1,0 +1,207 @@
+package azure
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+)
+
+// HintError is an error with advice the user can act on. Code is the ARM error code when the
+// error came from Azure ("SkuNotAvailable", "AuthorizationFailed", ...), else "".
+type HintError struct {
+	Err  error
+	Code string
+	Hint string
+}
+
+func (e *HintError) Error() string {
+	if e.Hint == "" {
+		return e.Err.Error()
+	}
+	return e.Err.Error() + "\nhint: " + e.Hint
+}
+
+func (e *HintError) Unwrap() error { return e.Err }
+
+// ForeignResourceError reports a resource of the wanted name that this tool did not create.
+// It is never modified.
+type ForeignResourceError struct {
+	Kind, Name, ID string
+}
+
+func (e *ForeignResourceError) Error() string {
+	return fmt.Sprintf("%s %q exists but is not tagged %s=%s, so it was not created by nixos-cloud-deploy and will not be touched: choose another name, or tag it yourself if it really is yours (ID %s)",
+		e.Kind, e.Name, TagManagedBy, ManagedByValue, e.ID)
+}
+
+// armError is one node of an ARM error body ({"error": {...}}, also inside failed LRO status bodies).
+type armError struct {
+	Code    string     `json:"code"`
+	Message string     `json:"message"`
+	Target  string     `json:"target"`
+	Details []armError `json:"details"`
+}
+
+// flatten returns e and its details, depth first.
+func (e armError) flatten() []armError {
+	out := []armError{e}
+	for _, d := range e.Details {
+		out = append(out, d.flatten()...)
+	}
+	return out
+}
+
+// responseErrors extracts the ARM error tree from an SDK error; ok is false when err did not come
+// from ARM.
+func responseErrors(err error) (status int, errs []armError, ok bool) {
+	var re *azcore.ResponseError
+	if !errors.As(err, &re) {
+		return 0, nil, false
+	}
+	top := armError{Code: re.ErrorCode}
+	if re.RawResponse != nil {
+		if body, perr := runtime.Payload(re.RawResponse); perr == nil && len(body) > 0 {
+			var env struct {
+				Error *armError `json:"error"`
+			}
+			if json.Unmarshal(body, &env) == nil && env.Error != nil {
+				top = *env.Error
+				if top.Code == "" {
+					top.Code = re.ErrorCode
+				}
+			}
+		}
+	}
+	return re.StatusCode, top.flatten(), true
+}
+
+// explainContext is what a hint may mention.
+type explainContext struct {
+	op             string // "create virtual machine \"x\""
+	subscriptionID string
+	location       string
+	size           string
+	vmName         string
+	clientID       string
+}
+
+var (
+	reQuotaFamily = regexp.MustCompile(`(?i)approved\s+(\S+)\s+Cores quota`)
+	reQuotaOther  = regexp.MustCompile(`(?i)exceeding quota limits of\s+([^.]+?)\.`)
+	reNamespace   = regexp.MustCompile(`(?i)namespace\s+'([^']+)'`)
+	reAuthAction  = regexp.MustCompile(`(?i)perform action\s+'([^']+)'`)
+	reAuthScope   = regexp.MustCompile(`(?i)over scope\s+'([^']+)'`)
+	reFeature     = regexp.MustCompile(`(?i)'([A-Za-z]+)'\s+feature|feature\s+'([^']+)'`)
+)
+
+// explain wraps an SDK error with "failed to <op>" and, when the ARM error code is one users
+// hit, the fix. Errors not from ARM are wrapped unchanged.
+func explain(err error, ec explainContext) error {
+	if err == nil {
+		return nil
+	}
+	wrapped := fmt.Errorf("failed to %s: %w", ec.op, err)
+	status, errs, ok := responseErrors(err)
+	if !ok {
+		return wrapped
+	}
+	for _, e := range errs {
+		if hint := hintFor(e, ec); hint != "" {
+			return &HintError{Err: wrapped, Code: e.Code, Hint: hint}
+		}
+	}
+	code := ""
+	if len(errs) > 0 {
+		code = errs[0].Code
+	}
+	if status == 401 {
+		return &HintError{Err: wrapped, Code: code, Hint: "the token was rejected: check azure-tenant-id and azure-subscription-id belong together"}
+	}
+	return &HintError{Err: wrapped, Code: code}
+}
+
+func hintFor(e armError, ec explainContext) string {
+	msg := e.Message
+	lower := strings.ToLower(msg + " " + e.Target)
+	sub := "/subscriptions/" + ec.subscriptionID
+	switch e.Code {
+	case "SkuNotAvailable":
+		return fmt.Sprintf("VM size %q is not available in location %q for this subscription: pick another size or location (list them with `az vm list-skus --location %s --size %s --all --output table`)",
+			ec.size, ec.location, ec.location, sizePrefix(ec.size))
+	case "QuotaExceeded", "OperationNotAllowed":
+		if e.Code == "OperationNotAllowed" && !strings.Contains(lower, "quota") {
+			return ""
+		}
+		family := "regional vCPU"
+		if m := reQuotaFamily.FindStringSubmatch(msg); m != nil {
+			family = m[1]
+		} else if m := reQuotaOther.FindStringSubmatch(msg); m != nil {
+			family = strings.TrimSpace(m[1])
+		}
+		return fmt.Sprintf("the %s quota in %q is exhausted for size %q: request more at https://aka.ms/quotas (Quotas > Compute > %s), pick a size of another family, or delete unused VMs (`az vm list-usage --location %s --output table`)",
+			family, ec.location, ec.size, family, ec.location)
+	case "AllocationFailed", "ZonalAllocationFailed", "OverconstrainedAllocationRequest", "OverconstrainedZonalAllocationRequest":
+		return fmt.Sprintf("Azure has no capacity for size %q in %q right now: retry later, or pick another size or location", ec.size, ec.location)
+	case "AuthorizationFailed", "LinkedAuthorizationFailed":
+		action, scope := "", sub
+		if m := reAuthAction.FindStringSubmatch(msg); m != nil {
+			action = m[1]
+		}
+		if m := reAuthScope.FindStringSubmatch(msg); m != nil {
+			scope = m[1]
+		}
+		assignee := ec.clientID
+		if assignee == "" {
+			assignee = "<client-id>"
+		}
+		h := "the identity lacks a role"
+		if action != "" {
+			h = fmt.Sprintf("the identity may not perform %q on %q", action, scope)
+		}
+		return fmt.Sprintf("%s: assign Contributor on %s (az role assignment create --assignee %s --role Contributor --scope %s); new assignments take a few minutes",
+			h, sub, assignee, sub)
+	case "MissingSubscriptionRegistration":
+		ns := "the resource provider"
+		if m := reNamespace.FindStringSubmatch(msg); m != nil {
+			ns = m[1]
+		}
+		return fmt.Sprintf("subscription %q is not registered for %s: run `az provider register -n %s --subscription %s` once (Microsoft.Compute, Microsoft.Network and Microsoft.DevTestLab are needed)",
+			ec.subscriptionID, ns, ns, ec.subscriptionID)
+	case "InvalidParameter", "BadRequest", "FeatureNotEnabled", "OperationNotAllowedSecurityType":
+		if !strings.Contains(lower, "securitytype") && !strings.Contains(lower, "security type") {
+			return ""
+		}
+		feature := "UseStandardSecurityType"
+		if m := reFeature.FindStringSubmatch(msg); m != nil {
+			if m[1] != "" {
+				feature = m[1]
+			} else {
+				feature = m[2]
+			}
+		}
+		return fmt.Sprintf("the subscription may not set this security type (Secure Boot must stay off so kexec works): register the feature with `az feature register --namespace Microsoft.Compute --name %s` and then `az provider register -n Microsoft.Compute`, or use security type TrustedLaunch (Secure Boot is still turned off)",
+			feature)
+	case "DnsRecordInUse", "DnsRecordCreateConflict", "DomainNameLabelUnavailable", "DomainNameLabelNotAvailable", "DnsRecordAlreadyExists":
+		return fmt.Sprintf("the DNS label %q (the VM name) is taken in %q by another public IP: choose another vm-name, or delete the other public IP", ec.vmName, ec.location)
+	}
+	return ""
+}
+
+// sizePrefix turns Standard_B2s into B2s for `az vm list-skus --size`, which matches substrings.
+func sizePrefix(size string) string {
+	if s, ok := strings.CutPrefix(size, "Standard_"); ok {
+		return s
+	}
+	return size
+}
+
+// isNotFound reports a 404 from ARM.
+func isNotFound(err error) bool {
+	var re *azcore.ResponseError
+	return errors.As(err, &re) && re.StatusCode == 404
+}
