@@ -68,8 +68,8 @@ func validateKeys(what string, keys []string) []error {
 	var errs []error
 	for i, k := range keys {
 		if !keyTypeRE.MatchString(k) {
-			// The key itself is public, but it may be long and mangled: show its start only.
-			errs = append(errs, fmt.Errorf("%s %d (%q...): must be one OpenSSH public key line such as %q", what, i+1, prefix(k, 20), "ssh-ed25519 AAAA... comment"))
+			// Not echoed: a value that is not a public key may be a pasted private one.
+			errs = append(errs, fmt.Errorf("%s %d of %d: not an OpenSSH public key line such as %q", what, i+1, len(keys), "ssh-ed25519 AAAA... comment"))
 		}
 	}
 	return errs
