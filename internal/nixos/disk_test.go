@@ -105,9 +105,9 @@ func TestDetectDiskOverSSH(t *testing.T) {
 				findmnt: "/dev/sda1",
 				parents: map[string]string{"/dev/sda1": "sda", "/dev/sda": ""},
 				links: map[string]string{
-					"scsi-3600224800000000000000000000abcd":       "sda",
-					"scsi-3600224800000000000000000000abcd-part1": "sda1",
-					"wwn-0x6002248000000000000000000000abcd":      "sda",
+					"scsi-3600224800000000000000000000abcd":        "sda",
+					"scsi-3600224800000000000000000000abcd-part1":  "sda1",
+					"wwn-0x6002248000000000000000000000abcd":       "sda",
 					"wwn-0x6002248000000000000000000000abcd-part1": "sda1",
 					// The resource disk, mounted on /mnt.
 					"scsi-360022480ffffffffffffffffffff0001": "sdb",
@@ -136,9 +136,9 @@ func TestDetectDiskOverSSH(t *testing.T) {
 				findmnt: "/dev/nvme0n1p1",
 				parents: map[string]string{"/dev/nvme0n1p1": "nvme0n1", "/dev/nvme0n1": ""},
 				links: map[string]string{
-					"nvme-MSFT_NVMe_Accelerator_v1.0_SN_000001":       "nvme0n1",
-					"nvme-MSFT_NVMe_Accelerator_v1.0_SN_000001-part1": "nvme0n1p1",
-					"nvme-eui.0025384b21406e58":                       "nvme0n1",
+					"nvme-MSFT_NVMe_Accelerator_v1.0_SN_000001":         "nvme0n1",
+					"nvme-MSFT_NVMe_Accelerator_v1.0_SN_000001-part1":   "nvme0n1p1",
+					"nvme-eui.0025384b21406e58":                         "nvme0n1",
 					"nvme-nvme.1414-534e5f303030303031-4d5346-00000001": "nvme0n1",
 					"nvme-eui.00253840000000ff":                         "nvme1n1",
 				},
@@ -172,7 +172,7 @@ func TestDetectDiskOverSSH(t *testing.T) {
 				findmnt: "/dev/mapper/ubuntu--vg-root",
 				parents: map[string]string{"/dev/mapper/ubuntu--vg-root": "sda3", "/dev/sda3": "sda", "/dev/sda": ""},
 				links: map[string]string{
-					"dm-name-ubuntu--vg-root":     "dm-0",
+					"dm-name-ubuntu--vg-root":      "dm-0",
 					"wwn-0x5000c500a1b2c3d4-part3": "sda3",
 					"wwn-0x5000c500a1b2c3d4":       "sda",
 				},
