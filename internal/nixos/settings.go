@@ -82,11 +82,20 @@ func prefix(s string, n int) string {
 	return s[:n]
 }
 
-// ValidateChannel checks a nix-channel value: nixos-YY.MM, nixos-unstable,
-// either with -small.
+// MinRelease is the oldest NixOS release nix-config evaluates on:
+// hardware.facter came into nixpkgs for 25.11 (NixOS/nixpkgs PR 450303).
+const MinRelease = "25.11"
+
+// ValidateChannel checks a nix-channel value: nixos-YY.MM (MinRelease or
+// newer) or nixos-unstable, either with -small.
 func ValidateChannel(channel string) error {
-	if !channelRE.MatchString(channel) {
+	m := channelRE.FindStringSubmatch(channel)
+	if m == nil {
 		return fmt.Errorf("nix channel %q: must be nixos-YY.MM or nixos-unstable (optionally with -small), e.g. %q", channel, DefaultChannel)
+	}
+	// "YY.MM" strings of equal length compare like the releases they name.
+	if m[1] != "unstable" && m[1] < MinRelease {
+		return fmt.Errorf("nix channel %q: nix-config needs NixOS %s or newer (hardware.facter); use %q", channel, MinRelease, DefaultChannel)
 	}
 	return nil
 }

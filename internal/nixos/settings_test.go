@@ -73,6 +73,9 @@ func TestChannel(t *testing.T) {
 		{"nixos-25.11-small", "25.11", true},
 		{"nixos-unstable", "26.05", true},
 		{"nixos-unstable-small", "26.05", true},
+		{"nixos-25.05", "25.05", false}, // no hardware.facter yet
+		{"nixos-24.11-small", "24.11", false},
+		{"nixos-30.05", "30.05", true},
 		{"nixpkgs-unstable", "26.05", false},
 		{"nixos-26.5", "26.05", false},
 		{"", "26.05", false},
