@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/nixos"
 )
 
 // Command is what the action does. The zero value is Unknown, never a command
@@ -149,6 +151,9 @@ func Parse(in Inputs) (Config, error) {
 	check(checkGUID("azure-client-id", c.Azure.ClientID))
 	check(checkTenant(c.Azure.TenantID))
 	check(checkGUID("azure-subscription-id", c.Azure.SubscriptionID))
+	if c.Azure.SubscriptionID == "" && (c.Command == Deploy || c.Command == Destroy) {
+		check(&FieldError{Input: "azure-subscription-id", Rule: "required for " + c.Command.String() + ": the subscription to create the VM in (or set AZURE_SUBSCRIPTION_ID)"})
+	}
 	check(checkEnvironment(c.Azure.Environment, c.Azure.ARMEndpoint))
 	c.SSHTimeout, err = parseTimeout("ssh-timeout", in.SSHTimeout)
 	check(err)
@@ -178,7 +183,7 @@ var (
 	urnPartRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 	versionRE  = regexp.MustCompile(`^(latest|[0-9]+(\.[0-9]+){1,3})$`)
 	userRE     = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
-	channelRE  = regexp.MustCompile(`^nixos-(unstable|[0-9]{2}\.(05|11))$`)
+	channelRE  = regexp.MustCompile(`^nixos-(unstable|[0-9]{2}\.(05|11))(-small)?$`)
 	flakeRE    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_'-]*$`)
 	clockRE    = regexp.MustCompile(`^([01][0-9]|2[0-3]):[0-5][0-9]$`)
 	guidRE     = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
@@ -320,10 +325,15 @@ func ParsePrivateKey(input, s string) ([]byte, error) {
 	return b, nil
 }
 
-// CheckChannel accepts nixos-YY.MM (a release) and nixos-unstable.
+// CheckChannel accepts nixos-YY.MM (a release) and nixos-unstable, as far
+// as the bundled nix-config supports them (the nixos package knows which).
 func CheckChannel(s string) error {
 	if !channelRE.MatchString(s) {
 		return &FieldError{Input: "nix-channel", Value: s, Rule: "must be nixos-YY.MM (a release, May or November: nixos-26.05) or nixos-unstable"}
+	}
+	if err := nixos.ValidateChannel(s); err != nil {
+		_, rule, _ := strings.Cut(err.Error(), ": ")
+		return &FieldError{Input: "nix-channel", Value: s, Rule: rule}
 	}
 	return nil
 }

@@ -14,6 +14,8 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
+const testSub = "00000000-1111-2222-3333-444444444444"
+
 const testPub = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl me@laptop"
 
 func defaults(t *testing.T) Inputs {
@@ -23,6 +25,7 @@ func defaults(t *testing.T) Inputs {
 		t.Fatal(err)
 	}
 	in.SSHPublicKeys = testPub
+	in.AzureSubID = testSub
 	return in
 }
 
@@ -49,7 +52,7 @@ func TestParseDefaults(t *testing.T) {
 		Command: Deploy, VMName: "az-nixos", ResourceGroup: "az-nixos", Location: "uksouth",
 		Size: "Standard_B4ms", Image: "Canonical:ubuntu-24_04-lts:server:latest", OSDiskSizeGB: 64,
 		UserName: "nixos", SSHPublicKeys: []string{testPub}, NixChannel: "nixos-26.05",
-		ConfigFlakeAttr: "az-nixos", Azure: Azure{Environment: AzureCloud},
+		ConfigFlakeAttr: "az-nixos", Azure: Azure{Environment: AzureCloud, SubscriptionID: testSub},
 		SSHTimeout: 10 * time.Minute, InstallTimeout: 45 * time.Minute,
 	}
 	if d := cmp.Diff(want, c); d != "" {
@@ -122,6 +125,8 @@ func TestRules(t *testing.T) {
 		{"channel release", "nix-channel", "nixos-25.11", nil, ""},
 		{"channel unstable", "nix-channel", "nixos-unstable", nil, ""},
 		{"channel month", "nix-channel", "nixos-26.04", nil, "nixos-YY.MM"},
+		{"channel too old", "nix-channel", "nixos-24.05", nil, "25.11 or newer"},
+		{"channel small", "nix-channel", "nixos-26.05-small", nil, ""},
 		{"channel nixpkgs", "nix-channel", "nixpkgs-unstable", nil, "nixos-YY.MM"},
 
 		{"repo scp", "config-repo", "git@github.com:me/nix-config.git", nil, ""},
@@ -147,6 +152,9 @@ func TestRules(t *testing.T) {
 		{"client id ok", "azure-client-id", "11111111-2222-3333-4444-555555555555", nil, ""},
 		{"client id bad", "azure-client-id", "my-app", nil, "GUID"},
 		{"subscription bad", "azure-subscription-id", "1234", nil, "GUID"},
+		{"subscription missing for deploy", "azure-subscription-id", "", nil, "required for deploy"},
+		{"subscription missing for destroy", "azure-subscription-id", "", map[string]string{"command": "destroy"}, "required for destroy"},
+		{"subscription missing for plan", "azure-subscription-id", "", map[string]string{"command": "plan"}, ""},
 		{"tenant domain", "azure-tenant-id", "contoso.onmicrosoft.com", nil, ""},
 		{"tenant bad", "azure-tenant-id", "contoso", nil, "tenant GUID"},
 
