@@ -6,7 +6,7 @@
 #   nix-bin         nix-instantiate --parse for every .nix file
 #   shellcheck      actionlint checks run: scripts with it
 #   iproute2        network namespaces for the end-to-end test
-#   git             the rendered flake directory is a git repository
+#   git             nixos-anywhere and the finalize step use git; tests build repos
 set -euo pipefail
 
 need=()
