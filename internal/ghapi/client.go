@@ -1,0 +1,228 @@
+// Package ghapi is the bot's adapter over go-github: the few REST calls it
+// makes, with small types of its own, and client construction for a token or
+// a GitHub App (installation tokens through ghinstallation), on github.com or
+// GitHub Enterprise Server.
+package ghapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bradleyfalzon/ghinstallation/v2"
+	"github.com/google/go-github/v62/github"
+)
+
+// Repo names a repository.
+type Repo struct{ Owner, Name string }
+
+func (r Repo) String() string { return r.Owner + "/" + r.Name }
+
+// ParseRepo parses "owner/name".
+func ParseRepo(s string) (Repo, error) {
+	owner, name, ok := strings.Cut(s, "/")
+	if !ok || owner == "" || name == "" || strings.Contains(name, "/") {
+		return Repo{}, fmt.Errorf("repository %q: must be OWNER/NAME", s)
+	}
+	return Repo{Owner: owner, Name: name}, nil
+}
+
+// Options configure a Provider. Exactly one of Token or AppID+PrivateKey is used.
+type Options struct {
+	// APIURL is the REST API root: "" or https://api.github.com for
+	// github.com, https://HOST/api/v3 (or just https://HOST) for GitHub
+	// Enterprise Server.
+	APIURL     string
+	Token      string // secret
+	AppID      int64
+	PrivateKey []byte // PEM; secret
+	// HTTPClient carries the transport (timeouts, proxies); nil means a
+	// client with a 30 s timeout.
+	HTTPClient *http.Client
+	UserAgent  string
+	// RunLookup bounds the fallback search for a dispatched run when the
+	// server does not return run details (see Dispatch).
+	RunLookupInterval time.Duration // default 2 s
+	RunLookupTimeout  time.Duration // default 60 s
+}
+
+// Provider hands out Clients: one shared client for a token, one per
+// installation for a GitHub App.
+type Provider struct {
+	opts    Options
+	base    *github.Client // token client, or the App (JWT) client
+	apps    *ghinstallation.AppsTransport
+	mu      sync.Mutex
+	byInst  map[int64]*Client
+	byRepo  map[Repo]int64
+	tokenCl *Client
+}
+
+// NewProvider checks the options and builds the underlying clients. It makes
+// no request.
+func NewProvider(o Options) (*Provider, error) {
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	if o.RunLookupInterval <= 0 {
+		o.RunLookupInterval = 2 * time.Second
+	}
+	if o.RunLookupTimeout <= 0 {
+		o.RunLookupTimeout = 60 * time.Second
+	}
+	p := &Provider{opts: o, byInst: map[int64]*Client{}, byRepo: map[Repo]int64{}}
+	switch {
+	case o.Token != "":
+		gh, err := p.newGitHub(o.HTTPClient.Transport, func(t http.RoundTripper) http.RoundTripper {
+			return &bearer{token: o.Token, next: t}
+		})
+		if err != nil {
+			return nil, err
+		}
+		p.base = gh
+		p.tokenCl = p.wrap(gh)
+	case o.AppID != 0:
+		gh, err := p.newGitHub(o.HTTPClient.Transport, nil)
+		if err != nil {
+			return nil, err
+		}
+		atr, err := ghinstallation.NewAppsTransport(transport(o.HTTPClient.Transport), o.AppID, o.PrivateKey)
+		if err != nil {
+			// The ghinstallation error may quote PEM parsing detail, never the key.
+			return nil, errors.New("failed to read the GitHub App private key: it must be the PEM file GitHub generated for the App (-----BEGIN RSA PRIVATE KEY-----)")
+		}
+		atr.BaseURL = strings.TrimSuffix(gh.BaseURL.String(), "/")
+		p.apps = atr
+		p.base = github.NewClient(&http.Client{Transport: atr, Timeout: o.HTTPClient.Timeout})
+		p.base.BaseURL, p.base.UploadURL = gh.BaseURL, gh.UploadURL
+		p.setUA(p.base)
+	default:
+		return nil, errors.New("no GitHub credentials: give a token or a GitHub App id and private key")
+	}
+	return p, nil
+}
+
+func transport(t http.RoundTripper) http.RoundTripper {
+	if t == nil {
+		return http.DefaultTransport
+	}
+	return t
+}
+
+func (p *Provider) setUA(gh *github.Client) {
+	if p.opts.UserAgent != "" {
+		gh.UserAgent = p.opts.UserAgent
+	}
+}
+
+func (p *Provider) newGitHub(t http.RoundTripper, wrap func(http.RoundTripper) http.RoundTripper) (*github.Client, error) {
+	t = transport(t)
+	if wrap != nil {
+		t = wrap(t)
+	}
+	gh := github.NewClient(&http.Client{Transport: t, Timeout: p.opts.HTTPClient.Timeout})
+	if p.opts.APIURL != "" {
+		var err error
+		// WithEnterpriseURLs appends /api/v3/ unless the URL already ends
+		// with it or the host is api.* (github.com, GHE.com).
+		gh, err = gh.WithEnterpriseURLs(p.opts.APIURL, p.opts.APIURL)
+		if err != nil {
+			return nil, fmt.Errorf("GitHub API URL %q: %w", p.opts.APIURL, err)
+		}
+	}
+	p.setUA(gh)
+	return gh, nil
+}
+
+// BaseURL is the REST API root the clients use, with a trailing slash.
+func (p *Provider) BaseURL() string { return p.base.BaseURL.String() }
+
+// Client returns a client for repo. installationID comes from a webhook
+// payload; 0 means "find it" (GitHub App mode outside webhooks).
+func (p *Provider) Client(ctx context.Context, installationID int64, repo Repo) (*Client, error) {
+	if p.tokenCl != nil {
+		return p.tokenCl, nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if installationID == 0 {
+		installationID = p.byRepo[repo]
+	}
+	if installationID == 0 {
+		inst, _, err := p.base.Apps.FindRepositoryInstallation(ctx, repo.Owner, repo.Name)
+		if err != nil {
+			return nil, fmt.Errorf("failed to find the GitHub App installation on %s: %w (is the App installed on the repository?)", repo, err)
+		}
+		installationID = inst.GetID()
+		p.byRepo[repo] = installationID
+	}
+	if c, ok := p.byInst[installationID]; ok {
+		return c, nil
+	}
+	itr := ghinstallation.NewFromAppsTransport(p.apps, installationID)
+	gh := github.NewClient(&http.Client{Transport: itr, Timeout: p.opts.HTTPClient.Timeout})
+	gh.BaseURL, gh.UploadURL = p.base.BaseURL, p.base.UploadURL
+	p.setUA(gh)
+	c := p.wrap(gh)
+	p.byInst[installationID] = c
+	return c, nil
+}
+
+// Identity is the login the bot comments as: the token's user, or the App's
+// "<slug>[bot]". Comments by it are ignored.
+func (p *Provider) Identity(ctx context.Context) (string, error) {
+	if p.tokenCl != nil {
+		u, _, err := p.base.Users.Get(ctx, "")
+		if err != nil {
+			return "", fmt.Errorf("failed to get the token's user: %w", err)
+		}
+		return u.GetLogin(), nil
+	}
+	app, _, err := p.base.Apps.Get(ctx, "")
+	if err != nil {
+		return "", fmt.Errorf("failed to get the GitHub App: %w", err)
+	}
+	return app.GetSlug() + "[bot]", nil
+}
+
+func (p *Provider) wrap(gh *github.Client) *Client {
+	return &Client{gh: gh, lookupEvery: p.opts.RunLookupInterval, lookupFor: p.opts.RunLookupTimeout}
+}
+
+// bearer adds a token to every request; it never logs or echoes it.
+type bearer struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (b *bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r2 := r.Clone(r.Context())
+	r2.Header.Set("Authorization", "Bearer "+b.token)
+	return b.next.RoundTrip(r2)
+}
+
+// NewClient wraps an existing go-github client (tests, callers with their
+// own auth).
+func NewClient(gh *github.Client) *Client {
+	return &Client{gh: gh, lookupEvery: 2 * time.Second, lookupFor: 60 * time.Second}
+}
+
+// Client makes the bot's REST calls.
+type Client struct {
+	gh          *github.Client
+	lookupEvery time.Duration
+	lookupFor   time.Duration
+}
+
+// StatusCode is the HTTP status of a GitHub API error, or 0.
+func StatusCode(err error) int {
+	var er *github.ErrorResponse
+	if errors.As(err, &er) && er.Response != nil {
+		return er.Response.StatusCode
+	}
+	return 0
+}
