@@ -338,9 +338,9 @@ func TestDockerfileChecksCanFail(t *testing.T) {
 	entry := `ENTRYPOINT ["/usr/local/bin/nixos-cloud-deploy"]`
 	digest := regexp.MustCompile(`(FROM nixos/nix:[^@\s]+)@sha256:[0-9a-f]{64}`)
 	tests := []struct {
-		name  string
+		name   string
 		mutate func(t *testing.T, s string) string
-		want  string
+		want   string
 	}{
 		{"base not pinned", func(t *testing.T, s string) string { return digest.ReplaceAllString(s, "$1") }, "not pinned by digest"},
 		{"USER", func(t *testing.T, s string) string { return mustReplace(t, s, entry, "USER nobody\n"+entry) }, "no USER"},
@@ -367,9 +367,15 @@ func TestDockerfileChecksCanFail(t *testing.T) {
 		{"nixos-anywhere other release", func(t *testing.T, s string) string {
 			return mustReplace(t, s, "ARG NIXOS_ANYWHERE_VERSION="+want.NixosAnywhereVersion, "ARG NIXOS_ANYWHERE_VERSION=0.0.1")
 		}, "keep them equal"},
-		{"cgo", func(t *testing.T, s string) string { return mustReplace(t, s, "ENV CGO_ENABLED=0", "ENV CGO_ENABLED=1") }, "CGO_ENABLED=0"},
-		{"old go", func(t *testing.T, s string) string { return mustReplace(t, s, "golang:"+want.GoVersion, "golang:1.25.1") }, "but go.mod says"},
-		{"no version", func(t *testing.T, s string) string { return strings.ReplaceAll(s, "internal/cli.Version=", "internal/cli.version=") }, "cli.Version="},
+		{"cgo", func(t *testing.T, s string) string {
+			return mustReplace(t, s, "ENV CGO_ENABLED=0", "ENV CGO_ENABLED=1")
+		}, "CGO_ENABLED=0"},
+		{"old go", func(t *testing.T, s string) string {
+			return mustReplace(t, s, "golang:"+want.GoVersion, "golang:1.25.1")
+		}, "but go.mod says"},
+		{"no version", func(t *testing.T, s string) string {
+			return strings.ReplaceAll(s, "internal/cli.Version=", "internal/cli.version=")
+		}, "cli.Version="},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
