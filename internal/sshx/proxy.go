@@ -56,8 +56,18 @@ type ProxyConfig struct {
 //
 //	--ssh-option "ProxyCommand=" + value   (or use ProxyOption)
 func ProxyCommand(exe string, cfg ProxyConfig) (string, error) {
+	args, err := ProxyArgv(exe, cfg)
+	if err != nil {
+		return "", err
+	}
+	return strings.ReplaceAll(Quote(args...), "%", "%%"), nil
+}
+
+// ProxyArgv is the argument vector of the proxy subcommand for cfg, for a
+// caller that runs it without a shell (or writes it into a script).
+func ProxyArgv(exe string, cfg ProxyConfig) ([]string, error) {
 	if exe == "" || cfg.Addr == "" || cfg.HostKey == nil || cfg.IdentityFile == "" {
-		return "", errors.New("failed to build ProxyCommand: executable, address, host key and identity file are all required")
+		return nil, errors.New("failed to build ProxyCommand: executable, address, host key and identity file are all required")
 	}
 	args := []string{exe, "proxy", "--addr", cfg.Addr, "--host-key", AuthorizedKey(cfg.HostKey), "--identity", cfg.IdentityFile}
 	if cfg.User != "" {
@@ -72,10 +82,10 @@ func ProxyCommand(exe string, cfg ProxyConfig) (string, error) {
 	for _, a := range args {
 		// ssh reads the option as one config line: a line break would end it.
 		if strings.ContainsAny(a, "\x00\r\n") {
-			return "", fmt.Errorf("failed to build ProxyCommand: argument %q contains a line break or NUL byte", a)
+			return nil, fmt.Errorf("failed to build ProxyCommand: argument %q contains a line break or NUL byte", a)
 		}
 	}
-	return strings.ReplaceAll(Quote(args...), "%", "%%"), nil
+	return args, nil
 }
 
 // ProxyOption is "ProxyCommand=" + ProxyCommand(exe, cfg), one argument for ssh -o or
@@ -149,7 +159,7 @@ func RunProxy(ctx context.Context, args []string, getenv func(string) string, st
 		fmt.Fprintf(stderr, "%s: %v\n", proxyName, client.Err())
 		return ProxyExitConnect
 	case <-ctx.Done():
-		fmt.Fprintf(stderr, "%s: %v\n", proxyName, ctx.Err())
+		// Our ssh is done with us or the run was canceled; either way it reports on its own.
 		return ProxyExitConnect
 	}
 }
