@@ -22,7 +22,7 @@ func TestMain(m *testing.M) {
 		if len(args) > 0 && args[0] == "proxy" {
 			args = args[1:]
 		}
-		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGHUP, os.Interrupt)
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 		code := sshx.RunProxy(ctx, args, os.Getenv, os.Stdin, os.Stdout, os.Stderr)
 		stop()
 		os.Exit(code)

@@ -7,9 +7,13 @@ import "strings"
 // every remote command line goes through.
 //
 // Arguments made only of letters, digits and _-./,:@%+ stay as they are; anything else is put in
-// single quotes, with each ' written as '\''. '=' and '~' are quoted too, so that a first word
-// never turns into a variable assignment and nothing is tilde-expanded. A NUL byte cannot be
-// passed to a remote command at all; Run and Output refuse command lines that contain one.
+// single quotes, where each single quote becomes (close, escaped quote, reopen):
+//
+//	'\''
+//
+// '=' and '~' are quoted too, so that a first word never turns into a variable assignment and
+// nothing is tilde-expanded. A NUL byte cannot be passed to a remote command at all; Run and Output
+// refuse command lines that contain one.
 func Quote(args ...string) string {
 	var b strings.Builder
 	for i, a := range args {
