@@ -1,0 +1,19 @@
+package deploy
+
+import (
+	"context"
+
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/azure"
+)
+
+// Cloud is what the pipeline needs from Azure; *azure.Provisioner has it.
+type Cloud interface {
+	// LookupVM reads an existing VM; a missing one is an error wrapping
+	// azure.ErrNotFound.
+	LookupVM(ctx context.Context, rg, vm string) (*azure.VMInfo, error)
+	Provision(ctx context.Context, s azure.Spec, progress func(azure.Event)) (*azure.Result, error)
+	SerialLog(ctx context.Context, rg, vm string, tailLines int) (string, error)
+	Destroy(ctx context.Context, rg string) (azure.DestroyResult, error)
+}
+
+var _ Cloud = (*azure.Provisioner)(nil)

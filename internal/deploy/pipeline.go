@@ -1,0 +1,229 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/azure"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/config"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/keys"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/nixos"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/plan"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/report"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/sshx"
+)
+
+// Options configure one run of the pipeline.
+type Options struct {
+	Config config.Config
+	Env    plan.Env
+	Cloud  Cloud
+	Sink   report.Sink
+	// Installer runs nixos-anywhere; nil means a nixos.Runner that finds it
+	// on PATH.
+	Installer Installer
+	// SSHPort is the VM's SSH port: 22 except in tests.
+	SSHPort int
+	// Rand is the entropy for the per-deployment keys; nil means crypto/rand.
+	Rand io.Reader
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// TempDir holds the flake directory and the deploy key file for the
+	// run, removed at exit; "" means os.TempDir().
+	TempDir string
+	// CleanupTimeout bounds the resource group deletion after a failure.
+	CleanupTimeout time.Duration
+}
+
+// Installer runs nixos-anywhere; *nixos.Runner is one.
+type Installer interface {
+	Run(ctx context.Context, a nixos.Args) ([]nixos.PhaseTiming, error)
+}
+
+// StageError is a failed stage, with what the user can do about it.
+type StageError struct {
+	Stage string
+	Err   error
+	Hint  string
+}
+
+func (e *StageError) Error() string { return e.Stage + ": " + e.Err.Error() }
+func (e *StageError) Unwrap() error { return e.Err }
+
+// state is what the stages share as the run goes.
+type state struct {
+	opts      Options
+	cfg       config.Config
+	sink      report.Sink
+	now       func() time.Time
+	hostKey   *keys.Pair    // generated this run; nil when the VM existed
+	pinned    ssh.PublicKey // the host key every connection verifies
+	deployKey *keys.Pair
+	workDir   string
+	keyFile   string
+	machine   *azure.Result
+	vmExists  bool
+	client    *sshx.Client
+	disk      string
+	isNixOS   bool
+	phases    []nixos.PhaseTiming
+	facter    string
+	result    *Result
+}
+
+type stage struct {
+	name string
+	run  func(s *state, ctx context.Context) (note string, err error)
+	// skip returns a reason to skip the stage, or "".
+	skip func(s *state) string
+}
+
+func (s *state) stages() []stage {
+	return []stage{
+		{name: "plan", run: (*state).stagePlan},
+		{name: "provision", run: (*state).stageProvision},
+		{name: "wait for SSH", run: (*state).stageWaitSSH},
+		{name: "detect disk", run: (*state).stageDetectDisk, skip: skipInstalled},
+		{name: "install", run: (*state).stageInstall, skip: skipInstalled},
+		{name: "verify", run: (*state).stageVerify},
+		{name: "finalize", run: (*state).stageFinalize, skip: func(s *state) string {
+			if s.cfg.ConfigRepo == "" {
+				return "no config-repo given"
+			}
+			return ""
+		}},
+		{name: "report", run: (*state).stageReport},
+	}
+}
+
+func skipInstalled(s *state) string {
+	if s.isNixOS && !s.cfg.ForceReinstall {
+		return "the VM already runs NixOS with the pinned host key (force-reinstall: true installs again)"
+	}
+	return ""
+}
+
+// Deploy runs the deploy pipeline. The Result is complete even on failure:
+// it says which stage failed, what exists and what was cleaned up.
+func Deploy(ctx context.Context, opts Options) *Result {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.SSHPort == 0 {
+		opts.SSHPort = 22
+	}
+	if opts.CleanupTimeout == 0 {
+		opts.CleanupTimeout = 15 * time.Minute
+	}
+	s := &state{opts: opts, cfg: opts.Config, sink: opts.Sink, now: opts.Now}
+	s.result = &Result{Command: "deploy", VMName: s.cfg.VMName, ResourceGroup: s.cfg.ResourceGroup, Location: s.cfg.Location}
+	start := s.now()
+	defer s.close()
+
+	stages := s.stages()
+	var failed *StageError
+	for i, st := range stages {
+		sr := StageResult{Name: st.name, Status: StatusNotRun}
+		if failed != nil {
+			s.result.Stages = append(s.result.Stages, sr)
+			continue
+		}
+		if st.skip != nil {
+			if why := st.skip(s); why != "" {
+				sr.Status, sr.Note = StatusSkipped, why
+				s.sink.Infof("%s: skipped: %s", st.name, why)
+				s.result.Stages = append(s.result.Stages, sr)
+				continue
+			}
+		}
+		s.sink.Group(fmt.Sprintf("[%d/%d] %s", i+1, len(stages), st.name))
+		t0 := s.now()
+		note, err := st.run(s, ctx)
+		sr.Duration = s.now().Sub(t0)
+		sr.Note = note
+		if st.name == "install" {
+			sr.Phases = s.phases
+		}
+		switch {
+		case err == nil:
+			sr.Status = StatusOK
+		case ctx.Err() != nil:
+			sr.Status = StatusCancelled
+			failed = &StageError{Stage: st.name, Err: fmt.Errorf("cancelled: %w", context.Cause(ctx)), Hint: "the run was cancelled; re-run to converge, or destroy to remove what exists"}
+		default:
+			sr.Status = StatusFailed
+			failed = asStageError(st.name, err)
+		}
+		s.sink.Infof("%s: %s in %s", st.name, sr.Status, round(sr.Duration))
+		s.sink.EndGroup()
+		s.result.Stages = append(s.result.Stages, sr)
+	}
+	if failed != nil {
+		s.fail(ctx, failed)
+	}
+	s.result.Total = s.now().Sub(start)
+	return s.result
+}
+
+func asStageError(stage string, err error) *StageError {
+	var se *StageError
+	if errors.As(err, &se) {
+		return se
+	}
+	se = &StageError{Stage: stage, Err: err}
+	var he *azure.HintError
+	if errors.As(err, &he) {
+		se.Hint = he.Hint
+	}
+	return se
+}
+
+// commander runs one command over the current connection, for the nixos
+// package's disk detection and verification.
+func (s *state) commander() nixos.Commander {
+	c := s.client
+	return nixos.CommanderFunc(func(ctx context.Context, cmd string) ([]byte, error) { return c.Output(ctx, cmd) })
+}
+
+func (s *state) close() {
+	if s.client != nil {
+		_ = s.client.Close()
+	}
+	if s.workDir != "" {
+		// The deploy key file and the flake directory go with it.
+		_ = os.RemoveAll(s.workDir)
+	}
+}
+
+func (s *state) stagePlan(ctx context.Context) (string, error) {
+	p := plan.New(s.cfg, s.opts.Env)
+	for _, l := range strings.Split(strings.TrimRight(p.Text(), "\n"), "\n") {
+		s.sink.Infof("%s", l)
+	}
+	var err error
+	if s.deployKey, err = keys.New(s.opts.Rand, "nixos-cloud-deploy"); err != nil {
+		return "", err
+	}
+	s.sink.Mask(string(s.deployKey.PrivatePEM))
+	if s.workDir, err = os.MkdirTemp(s.opts.TempDir, "nixos-cloud-deploy-"); err != nil {
+		return "", fmt.Errorf("failed to create work directory: %w", err)
+	}
+	if err := os.Chmod(s.workDir, 0o700); err != nil {
+		return "", err
+	}
+	// nixos-anywhere and the proxy read the deploy key from this file;
+	// it never appears on a command line and is removed at exit.
+	s.keyFile = filepath.Join(s.workDir, "deploy-key")
+	if err := os.WriteFile(s.keyFile, s.deployKey.PrivatePEM, 0o600); err != nil {
+		return "", fmt.Errorf("failed to write deploy key file: %w", err)
+	}
+	return fmt.Sprintf("%d resources", len(p.Resources)), nil
+}

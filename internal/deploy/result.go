@@ -1,0 +1,157 @@
+package deploy
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/nixos"
+)
+
+// Status is how a stage ended.
+type Status string
+
+const (
+	StatusOK        Status = "ok"
+	StatusFailed    Status = "failed"
+	StatusSkipped   Status = "skipped"
+	StatusCancelled Status = "cancelled"
+	StatusNotRun    Status = "not run"
+)
+
+// StageResult is one stage's outcome.
+type StageResult struct {
+	Name     string
+	Status   Status
+	Duration time.Duration
+	Note     string              // why it was skipped, what it did
+	Phases   []nixos.PhaseTiming // nixos-anywhere's phases, for the install stage
+}
+
+// Outputs are the action's outputs.
+type Outputs struct {
+	FQDN          string
+	PublicIP      string
+	ResourceGroup string
+	VMID          string
+	SSHHostKey    string // known_hosts line
+	SSHCommand    string
+	FacterReport  string
+}
+
+// Map returns the outputs by output name, the names action.yml declares.
+func (o Outputs) Map() []([2]string) {
+	return [][2]string{
+		{"fqdn", o.FQDN}, {"public-ip", o.PublicIP}, {"resource-group", o.ResourceGroup},
+		{"vm-id", o.VMID}, {"ssh-host-key", o.SSHHostKey}, {"ssh-command", o.SSHCommand},
+		{"facter-report", o.FacterReport},
+	}
+}
+
+// Result is what a run did: the report's single source.
+type Result struct {
+	Command       string
+	VMName        string
+	ResourceGroup string
+	Location      string
+	Stages        []StageResult
+	Outputs       Outputs
+	// Resources lists what exists in Azure after the run ("" kinds first).
+	Resources []string
+	// Err is the failure, if any; FailedStage names its stage and Hint says
+	// what the user can do.
+	Err         error
+	FailedStage string
+	Hint        string
+	// SerialLog is the tail of the VM's serial console, fetched on failure.
+	SerialLog string
+	// Cleanup says what happened to the resources after a failure.
+	Cleanup string
+	Total   time.Duration
+}
+
+// Markdown renders the result for the GitHub step summary.
+func (r Result) Markdown() string {
+	var b strings.Builder
+	verdict := "succeeded"
+	if r.Err != nil {
+		verdict = "failed"
+	}
+	fmt.Fprintf(&b, "## nixos-cloud-deploy: %s `%s` %s\n\n", r.Command, r.VMName, verdict)
+	if r.Err != nil {
+		fmt.Fprintf(&b, "> [!CAUTION]\n> **%s** failed: %s\n", r.FailedStage, mdLine(r.Err.Error()))
+		if r.Hint != "" {
+			fmt.Fprintf(&b, ">\n> %s\n", mdLine(r.Hint))
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("| stage | status | duration | notes |\n| --- | --- | ---: | --- |\n")
+	for _, s := range r.Stages {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", s.Name, statusIcon(s.Status), dur(s), mdLine(s.Note))
+		for _, p := range s.Phases {
+			fmt.Fprintf(&b, "| &nbsp;&nbsp;↳ %s | | %s | |\n", mdLine(p.Name), round(p.Duration))
+		}
+	}
+	fmt.Fprintf(&b, "| **total** | | **%s** | |\n", round(r.Total))
+	if r.Outputs.SSHCommand != "" {
+		b.WriteString("\n### Log in\n\n```sh\n" + r.Outputs.SSHCommand + "\n```\n")
+	}
+	if r.Outputs.SSHHostKey != "" {
+		b.WriteString("\nAdd the pinned host key to `~/.ssh/known_hosts` (no trust on first use):\n\n```\n" + r.Outputs.SSHHostKey + "\n```\n")
+	}
+	if len(r.Resources) > 0 {
+		if r.Command == "destroy" {
+			b.WriteString("\n### Deleted\n\n")
+		} else {
+			b.WriteString("\n### Resources\n\n")
+		}
+		for _, res := range r.Resources {
+			fmt.Fprintf(&b, "- `%s`\n", res)
+		}
+	}
+	if r.Outputs.FacterReport != "" {
+		fmt.Fprintf(&b, "\nHardware report (nixos-facter): `%s`. Commit it to your config as `hardware.facter.reportPath`.\n", r.Outputs.FacterReport)
+	}
+	if r.Cleanup != "" {
+		b.WriteString("\n### Cleanup\n\n" + r.Cleanup + "\n")
+	}
+	if r.SerialLog != "" {
+		b.WriteString("\n<details><summary>Serial console (last lines)</summary>\n\n```\n" + strings.TrimRight(r.SerialLog, "\n") + "\n```\n\n</details>\n")
+	}
+	return b.String()
+}
+
+func statusIcon(s Status) string {
+	switch s {
+	case StatusOK:
+		return "✅ ok"
+	case StatusFailed:
+		return "❌ failed"
+	case StatusSkipped:
+		return "⏭️ skipped"
+	case StatusCancelled:
+		return "🛑 cancelled"
+	}
+	return "· not run"
+}
+
+func dur(s StageResult) string {
+	if s.Status == StatusNotRun || s.Status == StatusSkipped && s.Duration == 0 {
+		return ""
+	}
+	return round(s.Duration)
+}
+
+func round(d time.Duration) string {
+	switch {
+	case d >= time.Minute:
+		return d.Round(time.Second).String()
+	case d >= time.Second:
+		return d.Round(100 * time.Millisecond).String()
+	}
+	return d.Round(time.Millisecond).String()
+}
+
+func mdLine(s string) string {
+	return strings.NewReplacer("|", "\\|", "\r", "", "\n", " ").Replace(s)
+}

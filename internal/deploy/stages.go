@@ -1,0 +1,333 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/azure"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/cloudinit"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/finalize"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/keys"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/nixos"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/plan"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/sshx"
+)
+
+func (s *state) spec() azure.Spec {
+	sp := azure.Spec{
+		ResourceGroup: s.cfg.ResourceGroup,
+		Location:      s.cfg.Location,
+		VMName:        s.cfg.VMName,
+		Size:          s.cfg.Size,
+		ImageURN:      s.cfg.Image,
+		OSDiskSizeGB:  s.cfg.OSDiskSizeGB,
+		AdminUser:     s.cfg.UserName,
+		AdminKeys:     s.cfg.SSHPublicKeys,
+		RunURL:        s.opts.Env.RunURL,
+		AutoShutdown:  s.cfg.AutoShutdown,
+		HostKeyPublic: keys.AuthorizedKey(s.pinned, ""),
+	}
+	if s.hostKey != nil {
+		sp.CustomData = cloudinit.Render(cloudinit.Data{
+			HostKeyPrivate: s.hostKey.PrivatePEM,
+			HostKeyPublic:  keys.AuthorizedKey(s.hostKey.Public, ""),
+			RootKeys:       []string{keys.AuthorizedKey(s.deployKey.Public, "nixos-cloud-deploy")},
+		})
+	}
+	return sp
+}
+
+func (s *state) stageProvision(ctx context.Context) (string, error) {
+	info, err := s.opts.Cloud.LookupVM(ctx, s.cfg.ResourceGroup, s.cfg.VMName)
+	switch {
+	case errors.Is(err, azure.ErrNotFound):
+		// A new VM: its host key is made here and handed over in custom data.
+		if s.hostKey, err = keys.New(s.opts.Rand, ""); err != nil {
+			return "", err
+		}
+		s.sink.Mask(string(s.hostKey.PrivatePEM))
+		s.pinned = s.hostKey.Public
+	case err != nil:
+		return "", err
+	default:
+		if !info.Managed {
+			return "", &StageError{Stage: "provision", Err: fmt.Errorf("virtual machine %q in resource group %q exists and is not tagged %s=%s", s.cfg.VMName, s.cfg.ResourceGroup, plan.TagManagedBy, plan.ManagedByValue),
+				Hint: "it was not made by nixos-cloud-deploy and is never modified; pick another vm-name or resource-group"}
+		}
+		if info.HostKey == "" {
+			return "", &StageError{Stage: "provision", Err: fmt.Errorf("virtual machine %q exists but has no %s tag, so its host key cannot be verified", s.cfg.VMName, plan.TagSSHHostKey),
+				Hint: "destroy it (command: destroy) and deploy again"}
+		}
+		k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(info.HostKey))
+		if err != nil {
+			return "", fmt.Errorf("failed to parse the %s tag of virtual machine %q: %w", plan.TagSSHHostKey, s.cfg.VMName, err)
+		}
+		s.pinned = k
+		s.vmExists = true
+		s.sink.Infof("virtual machine %s exists (power state %q): reusing it, host key pinned from its %s tag", s.cfg.VMName, info.PowerState, plan.TagSSHHostKey)
+	}
+	res, err := s.opts.Cloud.Provision(ctx, s.spec(), func(e azure.Event) {
+		switch e.Phase {
+		case azure.PhaseStart:
+			s.sink.Infof("%s %s: started", e.Kind, e.Name)
+		case azure.PhaseDone:
+			s.sink.Infof("%s %s: %s in %s", e.Kind, e.Name, e.Action, round(e.Elapsed))
+		case azure.PhaseFailed:
+			s.sink.Infof("%s %s: failed after %s", e.Kind, e.Name, round(e.Elapsed))
+		}
+	})
+	s.machine = res
+	if err != nil {
+		return "", err
+	}
+	created := 0
+	for _, r := range res.Resources {
+		if r.Action == azure.ActionCreated {
+			created++
+		}
+	}
+	return fmt.Sprintf("%d created, %d reused; %s", created, len(res.Resources)-created, res.PublicIP), nil
+}
+
+func (s *state) addr() string {
+	return net.JoinHostPort(s.machine.PublicIP, strconv.Itoa(s.opts.SSHPort))
+}
+
+func (s *state) target() sshx.Target {
+	return sshx.Target{Addr: s.addr(), User: "root", HostKey: s.pinned, Signer: s.deployKey.Signer}
+}
+
+func (s *state) connect(ctx context.Context) error {
+	if s.client != nil {
+		_ = s.client.Close()
+		s.client = nil
+	}
+	c, err := sshx.WaitReady(ctx, s.target(), sshx.WaitOptions{Timeout: s.cfg.SSHTimeout})
+	if err != nil {
+		var mm *sshx.HostKeyMismatchError
+		if errors.As(err, &mm) {
+			return &StageError{Stage: "wait for SSH", Err: err, Hint: "the address answers with another host key: a wrong address, a recreated VM or an attack; nothing was sent to it"}
+		}
+		if s.vmExists {
+			return &StageError{Stage: "wait for SSH", Err: err, Hint: "the VM exists from an earlier run and root accepts only that run's deploy key; remove it with command: destroy and deploy again"}
+		}
+		return err
+	}
+	s.client = c
+	return nil
+}
+
+func (s *state) stageWaitSSH(ctx context.Context) (string, error) {
+	t0 := s.now()
+	if err := s.connect(ctx); err != nil {
+		return "", err
+	}
+	out, err := s.client.Output(ctx, "cat /etc/os-release")
+	if err != nil {
+		return "", fmt.Errorf("failed to read /etc/os-release: %w", err)
+	}
+	s.isNixOS = osReleaseID(string(out)) == "nixos"
+	return fmt.Sprintf("ready after %s, host key %s verified", round(s.now().Sub(t0)), sshx.Fingerprint(s.pinned)), nil
+}
+
+func osReleaseID(osRelease string) string {
+	for _, l := range strings.Split(osRelease, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "ID="); ok {
+			return strings.Trim(v, `"'`)
+		}
+	}
+	return ""
+}
+
+func (s *state) stageDetectDisk(ctx context.Context) (string, error) {
+	disk, err := nixos.DetectDisk(ctx, s.commander())
+	if err != nil {
+		return "", err
+	}
+	s.disk = disk
+	return disk, nil
+}
+
+func (s *state) stageInstall(ctx context.Context) (string, error) {
+	flakeDir := filepath.Join(s.workDir, "flake")
+	ref, err := nixos.Render(flakeDir, nixos.Settings{
+		HostName:           s.cfg.VMName,
+		UserName:           s.cfg.UserName,
+		AuthorizedKeys:     s.cfg.SSHPublicKeys,
+		RootAuthorizedKeys: []string{keys.AuthorizedKey(s.deployKey.Public, "nixos-cloud-deploy")},
+		DiskDevice:         s.disk,
+		StateVersion:       nixos.StateVersion(s.cfg.NixChannel),
+	}, s.cfg.NixChannel)
+	if err != nil {
+		return "", err
+	}
+	// nixos-anywhere's own ssh does not verify host keys (it passes
+	// StrictHostKeyChecking=no first). Every connection it makes goes
+	// through our proxy, which does, with the pinned key.
+	argv, err := sshx.ProxyArgv(s.opts.Env.Self, sshx.ProxyConfig{Addr: s.addr(), User: "root", HostKey: s.pinned, IdentityFile: s.keyFile})
+	if err != nil {
+		return "", err
+	}
+	proxy, err := nixos.WriteProxyScript(s.workDir, "proxy", argv)
+	if err != nil {
+		return "", err
+	}
+	// kexec ends this connection; the verify stage connects again.
+	_ = s.client.Close()
+	s.client = nil
+
+	inst := s.opts.Installer
+	if inst == nil {
+		inst = &nixos.Runner{}
+	}
+	if r, ok := inst.(*nixos.Runner); ok {
+		r.Timeout = s.cfg.InstallTimeout
+		r.Line = func(l string) { s.sink.Infof("%s", l) }
+		r.Phase = func(p string) { s.sink.Infof("--- %s", p) }
+	}
+	facter := filepath.Join(flakeDir, nixos.FacterFile)
+	s.phases, err = inst.Run(ctx, nixos.Args{Flake: ref, FacterReport: facter, IdentityFile: s.keyFile, ProxyCommand: proxy, Host: s.machine.PublicIP})
+	if err != nil {
+		var re *nixos.RunError
+		if errors.As(err, &re) && re.TimedOut {
+			return "", &StageError{Stage: "install", Err: err, Hint: "kexec on Azure can hang (nixos-anywhere issue 400); see the serial log below, and raise install-timeout if the build was just slow"}
+		}
+		return "", err
+	}
+	ws := s.opts.Env.Workspace
+	if ws == "" {
+		ws = "."
+	}
+	if s.facter, err = nixos.CopyFacterReport(facter, ws); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%d phases", len(s.phases)), nil
+}
+
+func (s *state) stageVerify(ctx context.Context) (string, error) {
+	if s.client == nil {
+		if err := s.connect(ctx); err != nil {
+			return "", err
+		}
+	}
+	if err := nixos.Verify(ctx, s.commander()); err != nil {
+		return "", err
+	}
+	s.isNixOS = true
+	return "NixOS, host key unchanged", nil
+}
+
+func (s *state) stageFinalize(ctx context.Context) (string, error) {
+	steps := finalize.Steps(s.cfg)
+	log := sshx.WithLog(func(_ string, line string) { s.sink.Infof("  %s", line) })
+	for i, st := range steps {
+		s.sink.Infof("(%d/%d) %s", i+1, len(steps), st.Name)
+		if err := s.runStep(ctx, st, log); err != nil {
+			return "", fmt.Errorf("step %q failed: %w", st.Name, err)
+		}
+	}
+	// A switch may restart sshd or reboot: make sure the machine still
+	// answers with the pinned key before reporting success.
+	if err := s.connect(ctx); err != nil {
+		return "", fmt.Errorf("the VM did not come back after nixos-rebuild switch: %w", err)
+	}
+	return fmt.Sprintf("%d steps", len(steps)), nil
+}
+
+func (s *state) runStep(ctx context.Context, st finalize.Step, log sshx.RunOption) error {
+	if u := st.Upload; u != nil {
+		if err := s.client.Upload(ctx, u.Data, u.Path, u.Mode); err != nil {
+			return err
+		}
+		if err := s.client.Run(ctx, sshx.Quote("chown", u.Owner+":", u.Path), log); err != nil {
+			return err
+		}
+	}
+	if st.Command == "" {
+		return nil
+	}
+	return s.client.Run(ctx, st.Command, log)
+}
+
+func (s *state) outputs() Outputs {
+	o := Outputs{ResourceGroup: s.cfg.ResourceGroup, FacterReport: s.facter}
+	if s.machine != nil {
+		o.FQDN, o.PublicIP, o.VMID = s.machine.FQDN, s.machine.PublicIP, s.machine.VMID
+	}
+	if s.pinned != nil && o.PublicIP != "" {
+		o.SSHHostKey = keys.KnownHostsLine([]string{o.FQDN, o.PublicIP}, s.pinned)
+		host := o.FQDN
+		if host == "" {
+			host = o.PublicIP
+		}
+		o.SSHCommand = fmt.Sprintf("ssh %s@%s", s.cfg.UserName, host)
+	}
+	return o
+}
+
+func (s *state) stageReport(context.Context) (string, error) {
+	s.result.Outputs = s.outputs()
+	s.result.Resources = s.resources()
+	return "", nil
+}
+
+func (s *state) resources() []string {
+	if s.machine == nil {
+		return nil
+	}
+	var out []string
+	for _, r := range s.machine.Resources {
+		out = append(out, fmt.Sprintf("%s %s (%s)", r.Kind, r.Name, r.Action))
+	}
+	return out
+}
+
+// fail fills in the failure: the serial log when a VM exists, and the
+// cleanup the user asked for, or how to clean up by hand.
+func (s *state) fail(ctx context.Context, se *StageError) {
+	s.result.Err, s.result.FailedStage, s.result.Hint = se.Err, se.Stage, se.Hint
+	s.result.Outputs = s.outputs()
+	s.result.Resources = s.resources()
+	// The run's context may be cancelled (SIGTERM); cleanup still gets its
+	// own bounded time.
+	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.CleanupTimeout)
+	defer cancel()
+	if s.machine != nil && s.machine.VMID != "" {
+		logCtx, cancelLog := context.WithTimeout(bg, time.Minute)
+		tail, err := s.opts.Cloud.SerialLog(logCtx, s.cfg.ResourceGroup, s.cfg.VMName, 40)
+		cancelLog()
+		if err != nil {
+			s.sink.Warningf("could not fetch the serial log: %v", err)
+		} else {
+			s.result.SerialLog = tail
+		}
+	}
+	if s.machine == nil && !s.vmExists {
+		return
+	}
+	if !s.cfg.CleanupOnFailure {
+		s.result.Cleanup = fmt.Sprintf("Resource group `%s` was left as it is (cleanup-on-failure is false). Remove it with `command: destroy` (or `go run ./cmd/action destroy -g %s -n %s`).", s.cfg.ResourceGroup, s.cfg.ResourceGroup, s.cfg.VMName)
+		return
+	}
+	s.sink.Group("cleanup: delete resource group " + s.cfg.ResourceGroup)
+	defer s.sink.EndGroup()
+	dr, err := s.opts.Cloud.Destroy(bg, s.cfg.ResourceGroup)
+	switch {
+	case err != nil:
+		s.result.Cleanup = fmt.Sprintf("cleanup-on-failure: deleting resource group `%s` failed: %v", s.cfg.ResourceGroup, err)
+	case dr.Deleted:
+		s.result.Cleanup = fmt.Sprintf("cleanup-on-failure: deleted resource group `%s` with %d resources.", s.cfg.ResourceGroup, len(dr.Resources))
+		s.result.Resources = nil
+	default:
+		s.result.Cleanup = "cleanup-on-failure: " + dr.Note
+	}
+	s.sink.Infof("%s", s.result.Cleanup)
+}

@@ -1,0 +1,194 @@
+// Package plan describes, as a pure value, everything a run will create and
+// execute. `command: plan` prints it; deploy follows it.
+package plan
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/cloudinit"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/config"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/finalize"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/nixos"
+)
+
+// Tag keys written on every resource.
+const (
+	TagManagedBy    = "managed-by"
+	ManagedByValue  = "nixos-cloud-deploy"
+	TagVMName       = "nixos-cloud-deploy-vm"
+	TagRunURL       = "nixos-cloud-deploy-run"
+	TagSSHHostKey   = "ssh-host-key"
+	hostKeyTagValue = "<the generated host key>"
+)
+
+// Env is what the plan needs from the run's surroundings.
+type Env struct {
+	RunURL    string // link to the GitHub Actions run, if any
+	Workspace string // where facter.json is saved
+	Self      string // path of this binary, for the ProxyCommand
+}
+
+// Plan is what a run will do.
+type Plan struct {
+	Command       config.Command
+	Cloud         string
+	Location      string
+	ResourceGroup string
+	VMName        string
+	UserName      string
+	FQDN          string
+	Resources     []Resource
+	CloudInit     string   // rendered cloud-config with secrets redacted
+	NixosAnywhere []string // argument vector
+	Proxy         string   // what the ProxyCommand runs
+	Finalize      []string // steps after the install, in order
+}
+
+// Resource is one Azure resource the run creates or reuses.
+type Resource struct {
+	Kind      string // e.g. "Microsoft.Network/publicIPAddresses"
+	Name      string
+	Props     []Prop
+	DependsOn []string
+}
+
+// Prop is one key property of a resource.
+type Prop struct{ Key, Value string }
+
+// Names of the resources, derived from the VM name like the original scripts.
+func PublicIPName(vm string) string { return vm + "-ip" }
+func NSGName(vm string) string      { return vm + "-nsg" }
+func VNetName(vm string) string     { return vm + "-vnet" }
+func NICName(vm string) string      { return vm + "-nic" }
+func ScheduleName(vm string) string { return "shutdown-computevm-" + vm }
+
+// SubnetName is the one subnet of the VNet.
+const SubnetName = "default"
+
+// FQDN is the DNS name Azure gives the public IP's DNS label.
+func FQDN(vm, location string) string {
+	return fmt.Sprintf("%s.%s.cloudapp.azure.com", vm, location)
+}
+
+// Tags are the tags on every resource of the deployment.
+func Tags(c config.Config, runURL string) map[string]string {
+	t := map[string]string{TagManagedBy: ManagedByValue, TagVMName: c.VMName}
+	if runURL != "" {
+		t[TagRunURL] = runURL
+	}
+	return t
+}
+
+// New builds the plan for a validated configuration.
+func New(c config.Config, env Env) Plan {
+	p := Plan{
+		Command:       c.Command,
+		Cloud:         c.Azure.Environment,
+		Location:      c.Location,
+		ResourceGroup: c.ResourceGroup,
+		VMName:        c.VMName,
+		UserName:      c.UserName,
+		FQDN:          FQDN(c.VMName, c.Location),
+	}
+	if c.Command == config.Destroy {
+		p.Resources = []Resource{{
+			Kind: "Microsoft.Resources/resourceGroups", Name: c.ResourceGroup,
+			Props: []Prop{{"action", "delete, with everything in it, only if tagged " + TagManagedBy + ": " + ManagedByValue}},
+		}}
+		return p
+	}
+	tags := formatTags(Tags(c, env.RunURL))
+	vmTags := formatTags(withHostKeyTag(Tags(c, env.RunURL)))
+	mem := "unknown to this tool (checked by Azure)"
+	if gb, ok := config.SizeMemoryGB(c.Size); ok {
+		mem = fmt.Sprintf("%g GB", gb)
+	}
+	p.Resources = []Resource{
+		{Kind: "Microsoft.Resources/resourceGroups", Name: c.ResourceGroup, Props: []Prop{{"location", c.Location}, {"tags", tags}}},
+		{Kind: "Microsoft.Network/publicIPAddresses", Name: PublicIPName(c.VMName), DependsOn: []string{c.ResourceGroup}, Props: []Prop{
+			{"sku", "Standard"}, {"allocation", "Static"}, {"dns label", c.VMName + " (" + p.FQDN + ")"}, {"tags", tags}}},
+		{Kind: "Microsoft.Network/networkSecurityGroups", Name: NSGName(c.VMName), DependsOn: []string{c.ResourceGroup}, Props: []Prop{
+			{"inbound", "allow 22/tcp (SSH) from any"}, {"tags", tags}}},
+		{Kind: "Microsoft.Network/virtualNetworks", Name: VNetName(c.VMName), DependsOn: []string{c.ResourceGroup}, Props: []Prop{
+			{"address space", "10.0.0.0/16"}, {"subnet", SubnetName + " 10.0.0.0/24"}, {"tags", tags}}},
+		{Kind: "Microsoft.Network/networkInterfaces", Name: NICName(c.VMName), DependsOn: []string{PublicIPName(c.VMName), NSGName(c.VMName), VNetName(c.VMName)}, Props: []Prop{
+			{"ip", "dynamic private, public " + PublicIPName(c.VMName)}, {"tags", tags}}},
+		{Kind: "Microsoft.Compute/virtualMachines", Name: c.VMName, DependsOn: []string{NICName(c.VMName)}, Props: []Prop{
+			{"size", c.Size + " (memory " + mem + ")"},
+			{"image", c.Image},
+			{"security", "Standard (Secure Boot off: kernel lockdown would block kexec)"},
+			{"boot diagnostics", "on, managed storage (serial log on failure)"},
+			{"os disk", fmt.Sprintf("%d GB, deleted with the VM", c.OSDiskSizeGB)},
+			{"nic", NICName(c.VMName) + ", deleted with the VM"},
+			{"admin user", fmt.Sprintf("%s, %d SSH key(s), no password", c.UserName, len(c.SSHPublicKeys))},
+			{"custom data", "cloud-init (below)"},
+			{"tags", vmTags}}},
+	}
+	if c.AutoShutdown != "" {
+		p.Resources = append(p.Resources, Resource{Kind: "Microsoft.DevTestLab/schedules", Name: ScheduleName(c.VMName), DependsOn: []string{c.VMName},
+			Props: []Prop{{"daily shutdown", c.AutoShutdown + " UTC"}, {"tags", tags}}})
+	}
+	p.CloudInit = string(cloudinit.RenderRedacted(cloudinit.Data{
+		HostKeyPublic: "ssh-ed25519 <generated per deployment>",
+		RootKeys:      []string{"ssh-ed25519 <deploy key, generated per deployment> nixos-cloud-deploy"},
+	}))
+	p.NixosAnywhere = NixosAnywhereArgs(c.VMName)
+	p.Proxy = ProxyLine(env.Self)
+	for _, st := range finalize.Steps(c) {
+		p.Finalize = append(p.Finalize, st.String())
+	}
+	return p
+}
+
+func withHostKeyTag(t map[string]string) map[string]string {
+	t[TagSSHHostKey] = hostKeyTagValue
+	return t
+}
+
+// Placeholders for what is only known during the run. They hold no
+// whitespace, like the real values (nixos-anywhere splits ssh options at
+// spaces).
+const (
+	WorkDirPlaceholder  = "$WORKDIR"
+	PublicIPPlaceholder = "$PUBLIC_IP"
+)
+
+// NixosAnywhereArgs is the nixos-anywhere command line the install runs,
+// built by the same code as the real one, with placeholders.
+func NixosAnywhereArgs(attr string) []string {
+	a := nixos.Args{
+		Flake:        "path:" + WorkDirPlaceholder + "/flake#" + attr,
+		FacterReport: WorkDirPlaceholder + "/flake/" + nixos.FacterFile,
+		IdentityFile: WorkDirPlaceholder + "/deploy-key",
+		ProxyCommand: WorkDirPlaceholder + "/proxy",
+		Host:         PublicIPPlaceholder,
+	}
+	argv, err := a.Argv()
+	if err != nil {
+		panic("plan: placeholder arguments rejected: " + err.Error()) // a bug, caught by the tests
+	}
+	return append([]string{"nixos-anywhere"}, argv...)
+}
+
+// ProxyLine describes the proxy script that nixos-anywhere's ssh runs.
+func ProxyLine(self string) string {
+	if self == "" {
+		self = "nixos-cloud-deploy"
+	}
+	return WorkDirPlaceholder + "/proxy runs: " + self + " proxy --addr " + PublicIPPlaceholder + ":22 --host-key '<pinned host key>' --identity " + WorkDirPlaceholder + "/deploy-key --user root"
+}
+
+func formatTags(t map[string]string) string {
+	keys := make([]string, 0, len(t))
+	for k := range t {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + t[k]
+	}
+	return strings.Join(parts, ", ")
+}

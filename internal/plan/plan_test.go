@@ -1,0 +1,113 @@
+package plan
+
+import (
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/config"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func cfg(t *testing.T, set map[string]string) config.Config {
+	t.Helper()
+	in, err := config.ReadAction(context.Background(), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.SSHPublicKeys = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl me@laptop"
+	in.AzureSubID = "00000000-1111-2222-3333-444444444444"
+	for k, v := range set {
+		if !in.Set(k, v) {
+			t.Fatalf("no input %q", k)
+		}
+	}
+	c, err := config.Parse(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestPlanGolden(t *testing.T) {
+	t.Parallel()
+	env := Env{RunURL: "https://github.com/me/infra/actions/runs/42", Self: "/usr/local/bin/nixos-cloud-deploy"}
+	tests := []struct {
+		name string
+		set  map[string]string
+	}{
+		{"default", map[string]string{"command": "plan"}},
+		{"full", map[string]string{
+			"command": "plan", "vm-name": "web-01", "resource-group": "web", "location": "westeurope",
+			"size": "Standard_D2s_v5", "user-name": "alice", "nix-channel": "nixos-unstable",
+			"config-repo": "git@github.com:alice/nix-config.git", "config-flake-attr": "web",
+			"auto-shutdown": "22:00",
+		}},
+		{"destroy", map[string]string{"command": "destroy", "vm-name": "web-01"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := New(cfg(t, tc.set), env)
+			golden(t, tc.name+".txt", p.Text())
+			golden(t, tc.name+".md", p.Markdown())
+		})
+	}
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update)", err)
+	}
+	if d := cmp.Diff(string(want), got); d != "" {
+		t.Errorf("%s differs (-want +got):\n%s", path, d)
+	}
+}
+
+func TestPlanIsPureAndSecretFree(t *testing.T) {
+	t.Parallel()
+	c := cfg(t, map[string]string{"command": "plan", "azure-client-secret": "s3cr3t-value", "config-repo": "git@github.com:a/b.git"})
+	a, b := New(c, Env{}), New(c, Env{})
+	if d := cmp.Diff(a, b); d != "" {
+		t.Fatalf("plan is not deterministic:\n%s", d)
+	}
+	for _, out := range []string{a.Text(), a.Markdown()} {
+		if strings.Contains(out, "s3cr3t-value") {
+			t.Fatal("plan shows a secret")
+		}
+		if strings.Contains(out, "PRIVATE KEY") {
+			t.Fatal("plan shows a private key")
+		}
+	}
+}
+
+func TestPlanResourcesDependOnEarlierOnes(t *testing.T) {
+	t.Parallel()
+	p := New(cfg(t, map[string]string{"command": "plan", "auto-shutdown": "19:30"}), Env{})
+	seen := map[string]bool{}
+	for _, r := range p.Resources {
+		for _, d := range r.DependsOn {
+			if !seen[d] {
+				t.Errorf("%s depends on %s, which comes later or not at all", r.Name, d)
+			}
+		}
+		seen[r.Name] = true
+	}
+	if got := p.Resources[len(p.Resources)-1].Name; got != "shutdown-computevm-az-nixos" {
+		t.Errorf("last resource %q, want the auto-shutdown schedule", got)
+	}
+}

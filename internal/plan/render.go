@@ -1,0 +1,89 @@
+package plan
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/config"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/sshx"
+)
+
+// Text renders the plan for a terminal.
+func (p Plan) Text() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Plan: %s %s in %s (%s), resource group %s\n", p.Command, p.VMName, p.Location, p.Cloud, p.ResourceGroup)
+	if p.Command == config.Destroy {
+		b.WriteString("\nDelete:\n")
+	} else {
+		b.WriteString("\nAzure resources (created, or reused when they exist and are tagged as ours):\n")
+	}
+	for i, r := range p.Resources {
+		fmt.Fprintf(&b, "  %d. %s %s\n", i+1, r.Kind, r.Name)
+		if len(r.DependsOn) > 0 {
+			fmt.Fprintf(&b, "       after: %s\n", strings.Join(r.DependsOn, ", "))
+		}
+		for _, pr := range r.Props {
+			fmt.Fprintf(&b, "       %s: %s\n", pr.Key, pr.Value)
+		}
+	}
+	if p.Command == config.Destroy {
+		return b.String()
+	}
+	b.WriteString("\nCloud-init custom data (secrets redacted):\n")
+	for _, l := range strings.Split(strings.TrimRight(p.CloudInit, "\n"), "\n") {
+		b.WriteString("  | " + l + "\n")
+	}
+	b.WriteString("\nInstall NixOS (one argument per line, no shell):\n")
+	for _, a := range p.NixosAnywhere {
+		b.WriteString("  " + sshx.Quote(a) + "\n")
+	}
+	b.WriteString("where " + p.Proxy + "\n")
+	b.WriteString("\nFinalize:\n")
+	if len(p.Finalize) == 0 {
+		b.WriteString("  nothing: no config-repo given; the VM runs the bundled nix-config\n")
+	}
+	for i, s := range p.Finalize {
+		fmt.Fprintf(&b, "  %d. %s\n", i+1, s)
+	}
+	fmt.Fprintf(&b, "\nThen: ssh %s@%s (host key pinned, printed as output ssh-host-key)\n", p.UserName, p.FQDN)
+	return b.String()
+}
+
+// Markdown renders the plan for the GitHub step summary.
+func (p Plan) Markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "## Plan: %s `%s`\n\n", p.Command, p.VMName)
+	fmt.Fprintf(&b, "Cloud **%s**, location **%s**, resource group **%s**.\n\n", p.Cloud, p.Location, mdEscape(p.ResourceGroup))
+	b.WriteString("| # | resource | name | after | properties |\n| --- | --- | --- | --- | --- |\n")
+	for i, r := range p.Resources {
+		var props []string
+		for _, pr := range r.Props {
+			props = append(props, mdEscape(pr.Key)+": "+mdEscape(pr.Value))
+		}
+		fmt.Fprintf(&b, "| %d | `%s` | `%s` | %s | %s |\n", i+1, r.Kind, r.Name, mdEscape(strings.Join(r.DependsOn, ", ")), strings.Join(props, "<br>"))
+	}
+	if p.Command == config.Destroy {
+		return b.String()
+	}
+	b.WriteString("\n<details><summary>Cloud-init custom data (secrets redacted)</summary>\n\n```yaml\n")
+	b.WriteString(strings.TrimRight(p.CloudInit, "\n"))
+	b.WriteString("\n```\n\n</details>\n\n### Install\n\n```sh\n")
+	quoted := make([]string, len(p.NixosAnywhere))
+	for i, a := range p.NixosAnywhere {
+		quoted[i] = sshx.Quote(a)
+	}
+	b.WriteString(strings.Join(quoted, " \\\n  "))
+	b.WriteString("\n```\n\n" + mdEscape(p.Proxy) + "\n\n### Finalize\n\n")
+	if len(p.Finalize) == 0 {
+		b.WriteString("Nothing: no `config-repo` given; the VM runs the bundled nix-config.\n")
+	}
+	for i, s := range p.Finalize {
+		name, cmd, _ := strings.Cut(s, ": ")
+		fmt.Fprintf(&b, "%d. %s: `%s`\n", i+1, name, strings.ReplaceAll(cmd, "`", "'"))
+	}
+	return b.String()
+}
+
+func mdEscape(s string) string {
+	return strings.NewReplacer("|", "\\|", "\n", " ", "<", "&lt;", ">", "&gt;").Replace(s)
+}
