@@ -89,7 +89,7 @@ func badInput(sink report.Sink, err error) int {
 	var md strings.Builder
 	md.WriteString("## Invalid inputs\n\nNothing was created. Fix these and run again:\n\n")
 	for _, fe := range fes {
-		sink.Errorf("invalid input "+fe.Input, "%s", fe.Error())
+		sink.Errorf("invalid input", "%s", fe.Error())
 		fmt.Fprintf(&md, "- %s\n", fe.Error())
 	}
 	if len(fes) == 0 {

@@ -83,8 +83,12 @@ func Tags(c config.Config, runURL string) map[string]string {
 
 // New builds the plan for a validated configuration.
 func New(c config.Config, env Env) Plan {
+	cmd := c.Command
+	if cmd == config.Plan {
+		cmd = config.Deploy // the plan shows what deploy would do
+	}
 	p := Plan{
-		Command:       c.Command,
+		Command:       cmd,
 		Cloud:         c.Azure.Environment,
 		Location:      c.Location,
 		ResourceGroup: c.ResourceGroup,
