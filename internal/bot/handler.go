@@ -1,0 +1,593 @@
+// Package bot is the ChatOps bot: it turns "/deploy az-nixos" in an issue
+// comment into a workflow_dispatch of the deploy workflow and keeps one
+// status comment up to date until the run ends.
+//
+// One code path serves both ways to run it: Server (webhooks of a GitHub
+// App) and Handler.HandleEvent plus Handler.Follow (a step in an
+// issue_comment workflow). Nothing with a side effect happens before the
+// signature (Server), the parse and the commenter's permission are checked.
+package bot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/go-github/v62/github"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/chatops"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/ghapi"
+)
+
+// GitHub is what the bot needs from the GitHub API; *ghapi.Client is the
+// implementation (tests run it against ghapitest, a fake GitHub).
+type GitHub interface {
+	Permission(ctx context.Context, repo ghapi.Repo, user string) (string, error)
+	React(ctx context.Context, repo ghapi.Repo, commentID int64, content string) error
+	Comments(ctx context.Context, repo ghapi.Repo, issue int, since time.Time) ([]ghapi.Comment, error)
+	CreateComment(ctx context.Context, repo ghapi.Repo, issue int, body string) (ghapi.Comment, error)
+	EditComment(ctx context.Context, repo ghapi.Repo, id int64, body string) error
+	DeleteComment(ctx context.Context, repo ghapi.Repo, id int64) error
+	DefaultBranch(ctx context.Context, repo ghapi.Repo) (string, error)
+	Dispatch(ctx context.Context, repo ghapi.Repo, d ghapi.DispatchRequest) (ghapi.Dispatched, error)
+	Run(ctx context.Context, repo ghapi.Repo, id int64) (ghapi.Run, error)
+	Runs(ctx context.Context, repo ghapi.Repo, workflow string, n int) ([]ghapi.Run, error)
+}
+
+var _ GitHub = (*ghapi.Client)(nil)
+
+// ClientFunc returns the API client for a repository; installationID is the
+// GitHub App installation from the webhook payload (0 when there is none).
+type ClientFunc func(ctx context.Context, installationID int64, repo ghapi.Repo) (GitHub, error)
+
+// Options configure a Handler.
+type Options struct {
+	Clients       ClientFunc
+	Workflow      string // deploy workflow file name
+	Ref           string // "" = the repository's default branch
+	MaxCommentAge time.Duration
+	// Permissions is the repository permission each command needs
+	// (read, triage, write, maintain, admin). Help and usage answers use
+	// Status's.
+	Permissions  map[chatops.Kind]string
+	AllowedUsers []string // empty: anyone with the permission
+	Self         string   // the bot's own login, ignored like any bot
+	Now          func() time.Time
+	Logger       *slog.Logger
+}
+
+// DefaultPermissions: write for deploy and status, admin for destroy.
+func DefaultPermissions() map[chatops.Kind]string {
+	return map[chatops.Kind]string{chatops.Deploy: "write", chatops.Status: "write", chatops.Destroy: "admin"}
+}
+
+// Handler handles one event at a time per comment and per run; it is safe
+// for concurrent use.
+type Handler struct {
+	o Options
+	// Striped locks serialise work on one comment or one run within a
+	// process (events for a run can arrive together and out of order).
+	commentLocks [64]sync.Mutex
+	runLocks     [64]sync.Mutex
+}
+
+// NewHandler checks the options.
+func NewHandler(o Options) (*Handler, error) {
+	if o.Clients == nil {
+		return nil, errors.New("bot: no GitHub client")
+	}
+	if o.Workflow == "" {
+		o.Workflow = "deploy.yml"
+	}
+	if o.MaxCommentAge <= 0 {
+		o.MaxCommentAge = 10 * time.Minute
+	}
+	if o.Permissions == nil {
+		o.Permissions = DefaultPermissions()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{o: o}, nil
+}
+
+// Outcome says what handling an event did.
+type Outcome struct {
+	Repo           ghapi.Repo
+	InstallationID int64
+	Issue          int
+	CommentID      int64 // the triggering comment
+	RunID          int64 // dispatched now or earlier (0: none)
+	// Ignored is the reason nothing was done, or "".
+	Ignored string
+}
+
+func ignored(format string, args ...any) (Outcome, error) {
+	return Outcome{Ignored: fmt.Sprintf(format, args...)}, nil
+}
+
+// Events the bot acts on.
+var handledEvents = []string{"issue_comment", "workflow_run", "workflow_job"}
+
+// HandleEvent handles one webhook or Actions event payload.
+func (h *Handler) HandleEvent(ctx context.Context, event string, payload []byte, log *slog.Logger) (Outcome, error) {
+	if log == nil {
+		log = h.o.Logger
+	}
+	if !slices.Contains(handledEvents, event) {
+		return ignored("event %q is not handled", event)
+	}
+	ev, err := github.ParseWebHook(event, payload)
+	if err != nil {
+		return Outcome{}, fmt.Errorf("failed to parse the %s payload: %w", event, err)
+	}
+	switch e := ev.(type) {
+	case *github.IssueCommentEvent:
+		return h.onComment(ctx, e, log)
+	case *github.WorkflowRunEvent:
+		repo, gh, err := h.client(ctx, e.GetInstallation().GetID(), e.GetRepo())
+		if err != nil {
+			return Outcome{}, err
+		}
+		return h.track(ctx, gh, repo, ghapi.RunFrom(e.GetWorkflowRun()), nil, log)
+	case *github.WorkflowJobEvent:
+		j := e.GetWorkflowJob()
+		repo, gh, err := h.client(ctx, e.GetInstallation().GetID(), e.GetRepo())
+		if err != nil {
+			return Outcome{}, err
+		}
+		// A job carries no run-name: ask for its run.
+		run, err := gh.Run(ctx, repo, j.GetRunID())
+		if err != nil {
+			return Outcome{}, err
+		}
+		return h.track(ctx, gh, repo, run, jobFrom(j), log)
+	}
+	return ignored("event %q is not handled", event)
+}
+
+func (h *Handler) client(ctx context.Context, installation int64, r *github.Repository) (ghapi.Repo, GitHub, error) {
+	repo := ghapi.Repo{Owner: r.GetOwner().GetLogin(), Name: r.GetName()}
+	if repo.Owner == "" || repo.Name == "" {
+		return repo, nil, errors.New("the payload names no repository")
+	}
+	gh, err := h.o.Clients(ctx, installation, repo)
+	if err != nil {
+		return repo, nil, fmt.Errorf("failed to get a GitHub client for %s: %w", repo, err)
+	}
+	return repo, gh, nil
+}
+
+// jobInfo is the part of a workflow_job event the status comment shows.
+type jobInfo struct {
+	Name, Status, Step string
+}
+
+func jobFrom(j *github.WorkflowJob) *jobInfo {
+	ji := &jobInfo{Name: j.GetName(), Status: j.GetStatus()}
+	for _, s := range j.Steps {
+		if s.GetStatus() == "in_progress" {
+			ji.Step = s.GetName()
+		}
+	}
+	return ji
+}
+
+// triage is the cheap part of the issue_comment checks, run on the request
+// path by Server so that edits, bots and chatter are answered at once and
+// never take a queue slot. HandleEvent runs the same checks again.
+type commentHead struct {
+	Action  string `json:"action"`
+	Comment struct {
+		Body      string    `json:"body"`
+		CreatedAt time.Time `json:"created_at"`
+		User      struct {
+			Login string `json:"login"`
+			Type  string `json:"type"`
+		} `json:"user"`
+	} `json:"comment"`
+}
+
+func (h *Handler) triageComment(action, login, userType, body string, created time.Time) (chatops.Result, string) {
+	switch {
+	case action != "created":
+		return nil, "comment " + action + ", only new comments act"
+	case userType == "Bot":
+		return nil, "comment by a bot"
+	case h.o.Self != "" && strings.EqualFold(login, h.o.Self):
+		return nil, "comment by the bot itself"
+	case strings.Contains(body, markerPrefix):
+		return nil, "a comment of this bot"
+	}
+	res := chatops.Parse(body)
+	if _, ok := res.(chatops.Ignore); ok {
+		return nil, "not a command"
+	}
+	// A redelivery days later (or a queue that stalled) must not deploy.
+	if age := h.o.Now().Sub(created); age > h.o.MaxCommentAge {
+		return nil, fmt.Sprintf("stale comment: %v old, the limit is %v (BOT_MAX_COMMENT_AGE)", age.Round(time.Second), h.o.MaxCommentAge)
+	}
+	return res, ""
+}
+
+// Triage tells whether an event could make the bot act, without any API
+// call. Server uses it to answer 200 at once for everything else.
+func (h *Handler) Triage(event string, payload []byte) (act bool, reason string) {
+	switch event {
+	case "workflow_run", "workflow_job":
+		return true, ""
+	case "issue_comment":
+		var head commentHead
+		if err := json.Unmarshal(payload, &head); err != nil {
+			return false, "invalid JSON: " + err.Error()
+		}
+		c := head.Comment
+		res, why := h.triageComment(head.Action, c.User.Login, c.User.Type, c.Body, c.CreatedAt)
+		return res != nil, why
+	}
+	return false, fmt.Sprintf("event %q is not handled", event)
+}
+
+func (h *Handler) onComment(ctx context.Context, e *github.IssueCommentEvent, log *slog.Logger) (Outcome, error) {
+	c := e.GetComment()
+	res, why := h.triageComment(e.GetAction(), c.GetUser().GetLogin(), c.GetUser().GetType(), c.GetBody(), c.GetCreatedAt().Time)
+	if res == nil {
+		if strings.HasPrefix(why, "stale") {
+			log.Warn("refused a stale command", "comment", c.GetID(), "reason", why)
+		}
+		return ignored("%s", why)
+	}
+	repo, gh, err := h.client(ctx, e.GetInstallation().GetID(), e.GetRepo())
+	if err != nil {
+		return Outcome{}, err
+	}
+	out := Outcome{Repo: repo, InstallationID: e.GetInstallation().GetID(), Issue: e.GetIssue().GetNumber(), CommentID: c.GetID()}
+	user := c.GetUser().GetLogin()
+	log = log.With("repo", repo.String(), "issue", out.Issue, "comment", out.CommentID, "user", user)
+
+	mu := &h.commentLocks[uint64(out.CommentID)%uint64(len(h.commentLocks))]
+	mu.Lock()
+	defer mu.Unlock()
+
+	kind := chatops.Help
+	if cmd, ok := res.(chatops.Command); ok {
+		kind = cmd.Kind
+	}
+	// Authorise before anything visible happens.
+	allowed, refusal, err := h.authorise(ctx, gh, repo, user, kind)
+	if err != nil {
+		return out, err
+	}
+	// Anything already posted for this comment (by this process before a
+	// restart, by another replica, or for an earlier delivery) wins.
+	existing, err := h.findStatus(ctx, gh, repo, out.Issue, out.CommentID, c.GetCreatedAt().Time)
+	if err != nil {
+		return out, err
+	}
+	if existing != nil {
+		st, _ := parseMarker(existing.Body)
+		out.RunID = st.Run
+		out.Ignored = fmt.Sprintf("already answered in comment %d", existing.ID)
+		log.Info("comment already handled", "status_comment", existing.ID, "run", st.Run)
+		return out, nil
+	}
+	if !allowed {
+		log.Info("refused", "kind", kind.String(), "reason", refusal)
+		_, err := gh.CreateComment(ctx, repo, out.Issue, reply(out.CommentID, refusal))
+		out.Ignored = "not authorised"
+		return out, err
+	}
+	if err := gh.React(ctx, repo, out.CommentID, "eyes"); err != nil {
+		log.Warn("failed to react", "err", err)
+	}
+	switch r := res.(type) {
+	case chatops.Reply:
+		_, err := gh.CreateComment(ctx, repo, out.Issue, reply(out.CommentID, r.Text))
+		return out, err
+	case chatops.Command:
+		switch r.Kind {
+		case chatops.Help:
+			_, err := gh.CreateComment(ctx, repo, out.Issue, reply(out.CommentID, chatops.Usage))
+			return out, err
+		case chatops.Status:
+			text, err := h.statusReport(ctx, gh, repo, r.VM)
+			if err != nil {
+				return out, err
+			}
+			_, err = gh.CreateComment(ctx, repo, out.Issue, reply(out.CommentID, text))
+			return out, err
+		case chatops.Deploy, chatops.Destroy:
+			return h.dispatch(ctx, gh, e, out, r, log)
+		}
+	}
+	return out, fmt.Errorf("bot: unhandled parse result %#v", res)
+}
+
+// permissionRank orders GitHub repository permissions.
+var permissionRank = map[string]int{"none": 0, "read": 1, "triage": 2, "write": 3, "maintain": 4, "admin": 5}
+
+func (h *Handler) authorise(ctx context.Context, gh GitHub, repo ghapi.Repo, user string, kind chatops.Kind) (bool, string, error) {
+	if len(h.o.AllowedUsers) > 0 && !slices.ContainsFunc(h.o.AllowedUsers, func(u string) bool { return strings.EqualFold(u, user) }) {
+		return false, fmt.Sprintf("Sorry @%s, only these users may use this bot here: %s.", user, strings.Join(h.o.AllowedUsers, ", ")), nil
+	}
+	need := h.o.Permissions[kind]
+	if kind == chatops.Help || need == "" {
+		need = h.o.Permissions[chatops.Status]
+	}
+	if need == "" {
+		need = "write"
+	}
+	have, err := gh.Permission(ctx, repo, user)
+	if err != nil {
+		return false, "", err
+	}
+	if permissionRank[have] >= permissionRank[need] {
+		return true, "", nil
+	}
+	cmd := "/" + kind.String()
+	return false, fmt.Sprintf("Sorry @%s, `%s` needs **%s** permission on %s; you have **%s**. Ask a maintainer to run it, or to grant you %s.", user, cmd, need, repo, have, need), nil
+}
+
+// statusSlack widens "comments updated since": the status comment is
+// written a moment before the run exists, and clocks differ a little.
+const statusSlack = 10 * time.Minute
+
+// findStatus returns the bot's oldest comment for a triggering comment, or
+// nil. Only comments updated after since are listed.
+func (h *Handler) findStatus(ctx context.Context, gh GitHub, repo ghapi.Repo, issue int, comment int64, since time.Time) (*ghapi.Comment, error) {
+	all, err := h.statusComments(ctx, gh, repo, issue, comment, since)
+	if err != nil || len(all) == 0 {
+		return nil, err
+	}
+	return &all[0], nil
+}
+
+func (h *Handler) statusComments(ctx context.Context, gh GitHub, repo ghapi.Repo, issue int, comment int64, since time.Time) ([]ghapi.Comment, error) {
+	if !since.IsZero() {
+		since = since.Add(-statusSlack)
+	}
+	cs, err := gh.Comments(ctx, repo, issue, since)
+	if err != nil {
+		return nil, err
+	}
+	var out []ghapi.Comment
+	for _, c := range cs {
+		if st, ok := parseMarker(c.Body); ok && st.Comment == comment {
+			out = append(out, c)
+		}
+	}
+	slices.SortFunc(out, func(a, b ghapi.Comment) int { return int(a.ID - b.ID) })
+	return out, nil
+}
+
+func (h *Handler) dispatch(ctx context.Context, gh GitHub, e *github.IssueCommentEvent, out Outcome, cmd chatops.Command, log *slog.Logger) (Outcome, error) {
+	command := cmd.Kind.String()
+	if cmd.DryRun {
+		command = "plan"
+	}
+	st := status{Comment: out.CommentID, VM: cmd.VM, Command: command, Location: cmd.Location, Size: cmd.Size,
+		Image: cmd.Image, Channel: cmd.Channel, User: e.GetComment().GetUser().GetLogin(), State: stateDispatching}
+	mine, err := gh.CreateComment(ctx, out.Repo, out.Issue, st.render())
+	if err != nil {
+		return out, err
+	}
+	// Claim: with several replicas (or a redelivery racing the original),
+	// each may have written a status comment; the oldest one wins and the
+	// others withdraw before dispatching anything.
+	all, err := h.statusComments(ctx, gh, out.Repo, out.Issue, out.CommentID, e.GetComment().GetCreatedAt().Time)
+	if err != nil {
+		return out, err
+	}
+	if len(all) > 0 && all[0].ID != mine.ID {
+		log.Info("another handler claimed the comment", "status_comment", all[0].ID)
+		if err := gh.DeleteComment(ctx, out.Repo, mine.ID); err != nil {
+			log.Warn("failed to withdraw a duplicate status comment", "err", err)
+		}
+		out.Ignored = fmt.Sprintf("claimed by comment %d", all[0].ID)
+		return out, nil
+	}
+	ref := h.o.Ref
+	if ref == "" {
+		ref = e.GetRepo().GetDefaultBranch()
+	}
+	if ref == "" {
+		if ref, err = gh.DefaultBranch(ctx, out.Repo); err != nil {
+			return out, h.dispatchFailed(ctx, gh, out, mine.ID, st, err)
+		}
+	}
+	corr := correlationID(out.Issue, out.CommentID)
+	d, err := gh.Dispatch(ctx, out.Repo, ghapi.DispatchRequest{
+		Workflow: h.o.Workflow, Ref: ref, CorrelationID: corr,
+		// The deploy workflow's workflow_dispatch inputs.
+		Inputs: map[string]any{
+			"vm-name": cmd.VM, "location": cmd.Location, "size": cmd.Size, "image": cmd.Image,
+			"nix-channel": cmd.Channel, "command": command, "correlation-id": corr,
+		},
+	})
+	if err != nil {
+		return out, h.dispatchFailed(ctx, gh, out, mine.ID, st, err)
+	}
+	log.Info("dispatched", "run", d.RunID, "fallback", d.Fallback, "ref", ref, "command", command, "vm", cmd.VM)
+	out.RunID = d.RunID
+	st = st.withRun(ghapi.Run{ID: d.RunID, HTMLURL: d.HTMLURL, Status: "queued"}, nil)
+	if err := gh.EditComment(ctx, out.Repo, mine.ID, st.render()); err != nil {
+		return out, err
+	}
+	if err := gh.React(ctx, out.Repo, out.CommentID, "rocket"); err != nil {
+		log.Warn("failed to react", "err", err)
+	}
+	return out, nil
+}
+
+func (h *Handler) dispatchFailed(ctx context.Context, gh GitHub, out Outcome, statusID int64, st status, cause error) error {
+	st.State, st.Detail = stateDispatchFailed, cause.Error()
+	if err := gh.EditComment(ctx, out.Repo, statusID, st.render()); err != nil {
+		return errors.Join(cause, err)
+	}
+	if err := gh.React(ctx, out.Repo, out.CommentID, "-1"); err != nil {
+		return errors.Join(cause, err)
+	}
+	return cause
+}
+
+// track updates the status comment of the run's triggering comment.
+func (h *Handler) track(ctx context.Context, gh GitHub, repo ghapi.Repo, run ghapi.Run, job *jobInfo, log *slog.Logger) (Outcome, error) {
+	vm, issue, comment, ok := parseRunName(run.Title)
+	if !ok {
+		return ignored("run %d %q was not started by the bot", run.ID, run.Title)
+	}
+	out := Outcome{Repo: repo, Issue: issue, CommentID: comment, RunID: run.ID}
+	log = log.With("repo", repo.String(), "run", run.ID, "vm", vm, "comment", comment)
+	mu := &h.runLocks[uint64(run.ID)%uint64(len(h.runLocks))]
+	mu.Lock()
+	defer mu.Unlock()
+
+	var since time.Time
+	if !run.CreatedAt.IsZero() {
+		since = run.CreatedAt
+	}
+	sc, err := h.findStatus(ctx, gh, repo, issue, comment, since)
+	if err != nil {
+		return out, err
+	}
+	if sc == nil {
+		out.Ignored = "no status comment for the run"
+		log.Warn("no status comment found for a bot run")
+		return out, nil
+	}
+	old, _ := parseMarker(sc.Body)
+	if old.Run != 0 && old.Run != run.ID {
+		out.Ignored = fmt.Sprintf("the status comment tracks run %d", old.Run)
+		return out, nil
+	}
+	next := old.withRun(run, job)
+	if stateRank(next.State) < stateRank(old.State) {
+		// Events arrive out of order; a comment never goes back.
+		out.Ignored = fmt.Sprintf("stale event: %s after %s", next.State, old.State)
+		return out, nil
+	}
+	body := next.render()
+	if body == sc.Body {
+		out.Ignored = "no change"
+		return out, nil
+	}
+	if err := gh.EditComment(ctx, repo, sc.ID, body); err != nil {
+		return out, err
+	}
+	log.Info("status comment updated", "status_comment", sc.ID, "state", next.State)
+	if terminal(next.State) && !terminal(old.State) {
+		reaction := "+1"
+		if next.State != stateSucceeded {
+			reaction = "-1"
+		}
+		if err := gh.React(ctx, repo, comment, reaction); err != nil {
+			log.Warn("failed to react", "err", err)
+		}
+	}
+	return out, nil
+}
+
+// statusReport answers /status from the latest runs of the workflow.
+func (h *Handler) statusReport(ctx context.Context, gh GitHub, repo ghapi.Repo, vm string) (string, error) {
+	runs, err := gh.Runs(ctx, repo, h.o.Workflow, 50)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	if vm != "" {
+		for _, run := range runs {
+			rvm, issue, comment, ok := parseRunName(run.Title)
+			if !ok || rvm != vm {
+				continue
+			}
+			st := status{VM: vm, Command: "deploy"}
+			if sc, err := h.findStatus(ctx, gh, repo, issue, comment, run.CreatedAt); err == nil && sc != nil {
+				st, _ = parseMarker(sc.Body)
+			}
+			st = st.withRun(run, nil)
+			fmt.Fprintf(&b, "Latest run for `%s`: [run #%d](%s), `%s` by @%s: **%s**", vm, run.Number, run.HTMLURL, st.Command, or(st.User, "someone"), stateText(st))
+			if st.State == stateSucceeded && st.Command == "deploy" && st.Location != "" {
+				fqdn := fmt.Sprintf("%s.%s.cloudapp.azure.com", vm, st.Location)
+				fmt.Fprintf(&b, "\n\n`ssh %s@%s`", defaultUser, fqdn)
+			}
+			return b.String(), nil
+		}
+		return fmt.Sprintf("No run of `%s` for `%s` among the latest %d runs.", h.o.Workflow, vm, len(runs)), nil
+	}
+	seen := map[string]bool{}
+	b.WriteString("| VM | latest run | state |\n|---|---|---|\n")
+	for _, run := range runs {
+		rvm, _, _, ok := parseRunName(run.Title)
+		if !ok || seen[rvm] {
+			continue
+		}
+		seen[rvm] = true
+		fmt.Fprintf(&b, "| `%s` | [#%d](%s) | %s |\n", rvm, run.Number, run.HTMLURL, stateText(status{}.withRun(run, nil)))
+	}
+	if len(seen) == 0 {
+		return fmt.Sprintf("No bot runs of `%s` among the latest %d runs.", h.o.Workflow, len(runs)), nil
+	}
+	return b.String(), nil
+}
+
+func stateText(st status) string {
+	switch st.State {
+	case stateSucceeded:
+		return "succeeded in " + st.Duration.String()
+	case stateFailed:
+		return "failed (" + st.Detail + ")"
+	case stateInProgress:
+		return "in progress"
+	}
+	return st.State
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// Follow polls a dispatched run until it completes, updating its status
+// comment on the way: handle-event mode has no workflow_run webhooks.
+func (h *Handler) Follow(ctx context.Context, out Outcome, every time.Duration, log *slog.Logger) (ghapi.Run, error) {
+	if log == nil {
+		log = h.o.Logger
+	}
+	gh, err := h.o.Clients(ctx, out.InstallationID, out.Repo)
+	if err != nil {
+		return ghapi.Run{}, err
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		run, err := gh.Run(ctx, out.Repo, out.RunID)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return ghapi.Run{}, ctx.Err()
+		case err != nil:
+			log.Warn("failed to poll the run; retrying", "run", out.RunID, "err", err)
+		default:
+			if _, err := h.track(ctx, gh, out.Repo, run, nil, log); err != nil {
+				log.Warn("failed to update the status comment", "run", run.ID, "err", err)
+			}
+			if run.Completed() {
+				return run, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ghapi.Run{}, fmt.Errorf("stopped following run %d: %w", out.RunID, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
