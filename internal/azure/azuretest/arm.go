@@ -341,6 +341,9 @@ func (e *Emulator) getResource(w http.ResponseWriter, c *call) *apiError {
 	defer e.mu.Unlock()
 	r, ok := e.resources[strings.ToLower(c.t.id())]
 	if !ok {
+		if _, ok := e.resources[strings.ToLower(groupID(c.t.sub, c.t.rg))]; !ok {
+			return groupNotFound(c.t.rg)
+		}
 		return notFound(c)
 	}
 	doc := r.doc
@@ -409,7 +412,7 @@ func (e *Emulator) deleteResource(w http.ResponseWriter, c *call) *apiError {
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
-	if by := e.referrerLocked(r.id); by != "" {
+	if by := e.referrerLocked(r.id, ""); by != "" {
 		e.mu.Unlock()
 		return inUse(r, by)
 	}
@@ -476,11 +479,11 @@ func (e *Emulator) releaseLocked(r *resource) {
 	}
 }
 
-// referrerLocked returns the ID of a resource that refers to id (or to a child of it), or "".
-func (e *Emulator) referrerLocked(id string) string {
+// referrerLocked returns the ID of a resource other than skip that refers to id (or to a child of it), or "".
+func (e *Emulator) referrerLocked(id, skip string) string {
 	lid := strings.ToLower(id)
 	for _, r := range e.sortedLocked() {
-		if strings.EqualFold(r.id, id) || r.typ == "Microsoft.Resources/resourceGroups" {
+		if strings.EqualFold(r.id, id) || strings.EqualFold(r.id, skip) || r.typ == "Microsoft.Resources/resourceGroups" {
 			continue
 		}
 		if refers(r.doc, lid) {
@@ -493,31 +496,29 @@ func (e *Emulator) referrerLocked(id string) string {
 // backReferences are properties that point from a resource to its users; they do not keep it in use.
 var backReferences = map[string]bool{"ipConfiguration": true, "virtualMachine": true}
 
-func refers(v any, lid string) bool {
+// refers reports whether doc (a resource document) refers to lid or to a child of it, outside of back references.
+func refers(doc map[string]any, lid string) bool {
+	for k, x := range doc {
+		if !backReferences[k] && refersValue(x, lid) {
+			return true
+		}
+	}
+	return false
+}
+
+func refersValue(v any, lid string) bool {
 	switch v := v.(type) {
 	case map[string]any:
-		for k, x := range v {
-			if k == "id" {
-				continue
-			}
-			if backReferences[k] {
-				continue
-			}
-			if s, ok := x.(map[string]any); ok {
-				if ref, ok := s["id"].(string); ok {
-					lref := strings.ToLower(ref)
-					if lref == lid || strings.HasPrefix(lref, lid+"/") {
-						return true
-					}
-				}
-			}
-			if refers(x, lid) {
+		if ref, ok := v["id"].(string); ok {
+			lref := strings.ToLower(ref)
+			if lref == lid || strings.HasPrefix(lref, lid+"/") {
 				return true
 			}
 		}
+		return refers(v, lid)
 	case []any:
 		for _, x := range v {
-			if refers(x, lid) {
+			if refersValue(x, lid) {
 				return true
 			}
 		}

@@ -127,7 +127,15 @@ func (e *Emulator) serveToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	want := strings.TrimSuffix(e.opts.Audience, "/")
-	scope := strings.TrimSuffix(strings.TrimSuffix(f.Get("scope"), "/.default"), "/")
+	// MSAL adds the OpenID scopes "openid offline_access profile" to the resource's "/.default" scope.
+	scope := ""
+	for _, s := range strings.Fields(f.Get("scope")) {
+		switch s {
+		case "openid", "offline_access", "profile":
+		default:
+			scope = strings.TrimSuffix(strings.TrimSuffix(s, "/.default"), "/")
+		}
+	}
 	if !strings.EqualFold(scope, want) {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_scope", 1002012,
 			fmt.Sprintf("The provided value for scope %s is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI) %s.", f.Get("scope"), want))

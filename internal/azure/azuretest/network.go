@@ -440,7 +440,7 @@ func (e *Emulator) serveChild(w http.ResponseWriter, c *call) *apiError {
 			w.WriteHeader(http.StatusNoContent)
 			return nil
 		}
-		if by := e.referrerLocked(c.t.id()); by != "" && !strings.EqualFold(by, p.id) {
+		if by := e.referrerLocked(c.t.id(), p.id); by != "" {
 			e.mu.Unlock()
 			return newAPIError(http.StatusBadRequest, "InUseSubnetCannotBeDeleted",
 				fmt.Sprintf("Subnet %s is in use by %s and cannot be deleted.", c.t.id(), by))
