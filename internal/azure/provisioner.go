@@ -2,6 +2,7 @@ package azure
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -161,6 +162,9 @@ func (s *Spec) validate() error {
 	case "", string(armcompute.SecurityTypesStandard), string(armcompute.SecurityTypesTrustedLaunch):
 	default:
 		errs = append(errs, fmt.Errorf("security type %q: must be Standard or TrustedLaunch", s.SecurityType))
+	}
+	if n := base64.StdEncoding.EncodedLen(len(s.CustomData)); n > maxCustomData {
+		errs = append(errs, fmt.Errorf("cloud-init custom data is %d bytes base64-encoded; Azure accepts at most %d", n, maxCustomData))
 	}
 	if len(s.AdminKeys) == 0 {
 		errs = append(errs, errors.New("no admin SSH public key: password login is disabled, so at least one key is needed"))
