@@ -440,14 +440,16 @@ func TestRenderGolden(t *testing.T) {
 		RunURL: "https://github.com/o/r/actions/runs/456", RunNumber: 17}
 	with := func(f func(*status)) status { s := base; f(&s); return s }
 	tests := map[string]status{
-		"dispatching":     with(func(s *status) { s.State, s.Run, s.RunURL, s.RunNumber = stateDispatching, 0, "", 0 }),
-		"queued":          with(func(s *status) { s.State = stateQueued }),
-		"in_progress":     with(func(s *status) { s.State, s.Job, s.Step = stateInProgress, "deploy", "Install NixOS" }),
-		"succeeded":       with(func(s *status) { s.State, s.Duration = stateSucceeded, 12*time.Minute + 5*time.Second }),
-		"failed":          with(func(s *status) { s.State, s.Detail, s.Duration = stateFailed, "failure", 3 * time.Minute }),
-		"cancelled":       with(func(s *status) { s.State, s.Detail, s.Duration = stateCancelled, "cancelled", time.Minute }),
-		"dispatch_failed": with(func(s *status) { s.State, s.Detail, s.Run, s.RunURL = stateDispatchFailed, "failed to dispatch: 404", 0, "" }),
-		"plan_succeeded":  with(func(s *status) { s.Command, s.State, s.Duration = "plan", stateSucceeded, 40 * time.Second }),
+		"dispatching": with(func(s *status) { s.State, s.Run, s.RunURL, s.RunNumber = stateDispatching, 0, "", 0 }),
+		"queued":      with(func(s *status) { s.State = stateQueued }),
+		"in_progress": with(func(s *status) { s.State, s.Job, s.Step = stateInProgress, "deploy", "Install NixOS" }),
+		"succeeded":   with(func(s *status) { s.State, s.Duration = stateSucceeded, 12*time.Minute+5*time.Second }),
+		"failed":      with(func(s *status) { s.State, s.Detail, s.Duration = stateFailed, "failure", 3*time.Minute }),
+		"cancelled":   with(func(s *status) { s.State, s.Detail, s.Duration = stateCancelled, "cancelled", time.Minute }),
+		"dispatch_failed": with(func(s *status) {
+			s.State, s.Detail, s.Run, s.RunURL = stateDispatchFailed, "failed to dispatch: 404", 0, ""
+		}),
+		"plan_succeeded": with(func(s *status) { s.Command, s.State, s.Duration = "plan", stateSucceeded, 40*time.Second }),
 		"destroy_succeeded": with(func(s *status) {
 			s.Command, s.State, s.Duration = "destroy", stateSucceeded, 2*time.Minute
 		}),

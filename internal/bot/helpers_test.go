@@ -90,7 +90,9 @@ func (e *testEnv) handler(o Options) *Handler {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	o.Clients = func(ctx context.Context, inst int64, repo ghapi.Repo) (GitHub, error) { return p.Client(ctx, inst, repo) }
+	o.Clients = func(ctx context.Context, inst int64, repo ghapi.Repo) (GitHub, error) {
+		return p.Client(ctx, inst, repo)
+	}
 	if o.Workflow == "" {
 		o.Workflow = "deploy.yml"
 	}
@@ -148,7 +150,7 @@ func (e *testEnv) runEvent(action string, runID int64) []byte {
 	set := map[string]any{
 		"action": action, "workflow_run.id": runID, "workflow_run.display_title": r.Title,
 		"workflow_run.status": r.Status, "workflow_run.conclusion": nil, "workflow_run.run_number": runID % 1000,
-		"workflow_run.html_url": fmt.Sprintf("%s/%s/actions/runs/%d", e.gh.URL, testRepo, runID), // as the fake's API says
+		"workflow_run.html_url":   fmt.Sprintf("%s/%s/actions/runs/%d", e.gh.URL, testRepo, runID), // as the fake's API says
 		"workflow_run.created_at": r.CreatedAt.UTC().Format(time.RFC3339), "workflow_run.updated_at": r.UpdatedAt.UTC().Format(time.RFC3339),
 		"workflow_run.run_started_at": r.StartedAt.UTC().Format(time.RFC3339),
 		"repository.name":             "Hello-World", "repository.owner.login": "Codertocat",
