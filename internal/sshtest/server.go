@@ -77,6 +77,7 @@ type Server struct {
 	hostKeyLines []string
 	knownKeys    []string
 	extraConfig  []string
+	wrapper      []string
 }
 
 type options struct {
@@ -88,10 +89,19 @@ type options struct {
 	extraConfig []string
 	shell       string
 	delayed     bool
+	wrapper     []string
 }
 
 // Option configures Start.
 type Option func(*options)
+
+// WithWrapper starts sshd through argv, which must exec its arguments (for
+// example "unshare --mount -- /path/setup.sh", whose last line is
+// exec "$@"), so a test can give the server a private mount namespace that
+// looks like another machine (its own /etc/os-release, /dev/disk/by-id).
+func WithWrapper(argv ...string) Option {
+	return func(o *options) { o.wrapper = append([]string(nil), argv...) }
+}
 
 // WithHostKey makes key (ed25519.PrivateKey, *ecdsa.PrivateKey or *rsa.PrivateKey) the primary host key.
 func WithHostKey(key crypto.PrivateKey) Option {
@@ -166,6 +176,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 	if err != nil {
 		t.Fatalf("sshtest: %v", err)
 	}
+	s.wrapper = o.wrapper
 	t.Cleanup(s.cleanup)
 	if o.delayed {
 		return s
@@ -375,7 +386,8 @@ func (s *Server) startOnce() error {
 		s.mu.Unlock()
 		return errors.New("sshd is already running")
 	}
-	cmd := exec.Command(SSHDPath, "-D", "-e", "-f", s.configFile)
+	argv := append(append([]string(nil), s.wrapper...), SSHDPath, "-D", "-e", "-f", s.configFile)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		s.mu.Unlock()

@@ -13,18 +13,27 @@
 #                        output pipe, then waits forever (kexec on Azure
 #                        hanging, nixos-anywhere issue 400)
 #   FAKE_NA_PIDS  hang mode: file to record "leader <pid>" and "child <pid>"
+#   FAKE_NA_REMOTE=1  reach the target as the real one does: the real ssh
+#                 client with nixos-anywhere's own options (no host key
+#                 checking) and the --ssh-option values it was given, so
+#                 every byte goes through the ProxyCommand; it reads the
+#                 target's os-release before "kexec" and, where the real
+#                 install would reboot into NixOS, rewrites /etc/os-release
+#                 on the target to say NixOS.
 set -euo pipefail
 
 if [[ -n ${FAKE_NA_ARGV-} ]]; then
   printf '%s\n' "$@" >"$FAKE_NA_ARGV"
 fi
 
-flake="" facter="" host=""
+flake="" facter="" host="" identity=""
+sshopts=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
   --flake) flake=$2; shift ;;
   --generate-hardware-config) facter=$3; shift 2 ;;
-  -i | --ssh-option) shift ;;
+  -i) identity=$2; shift ;;
+  --ssh-option) sshopts+=(-o "$2"); shift ;;
   --copy-host-keys) ;;
   -*) echo "fake-nixos-anywhere: unknown option $1" >&2; exit 3 ;;
   *) host=$1 ;;
@@ -41,11 +50,20 @@ abort() {
 [[ -n $flake ]] || abort "--flake or --store-paths must be set"
 [[ -n $host ]] || abort "ssh-host must be set"
 
+# nixos-anywhere's ssh: checking off first, then the caller's options.
+remote() {
+  ssh -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR \
+    -o BatchMode=yes -i "$identity" "${sshopts[@]}" "$host" "$@"
+}
+
 step Uploading install SSH keys
 echo "/usr/bin/ssh-copy-id: INFO: Source of key(s) to be installed: \"/tmp/tmp.fake/nixos-anywhere.pub\"" >&2
 echo "Number of key(s) added: 1"
 step Gathering machine facts
 echo "Warning: Permanently added '${host#*@}' (ED25519) to the list of known hosts." >&2
+if [[ ${FAKE_NA_REMOTE-} == 1 ]]; then
+  remote 'grep "^PRETTY_NAME=" /etc/os-release' || abort "ssh to $host failed"
+fi
 step Switching system into kexec
 echo "Downloading kexec tarball, this may take a moment..."
 
@@ -85,5 +103,9 @@ fi
 echo "installing the boot loader..."
 echo "installation finished!"
 step Rebooting
+if [[ ${FAKE_NA_REMOTE-} == 1 ]]; then
+  remote 'printf "%s\n" "NAME=NixOS" "ID=nixos" "VERSION_ID=\"26.05\"" "PRETTY_NAME=\"NixOS 26.05 (Yarara)\"" >/etc/os-release' ||
+    abort "ssh to $host failed"
+fi
 step Waiting for the machine to become unreachable due to reboot
 step "Done!"
