@@ -31,6 +31,7 @@ type Inputs struct {
 	ConfigRepo       string `env:"CONFIG_REPO" desc:"Git URL of your own NixOS configuration flake, switched to after the install (optional)."`
 	ConfigFlakeAttr  string `env:"CONFIG_FLAKE_ATTR" desc:"nixosConfigurations attribute of config-repo to switch to. Defaults to the vm-name."`
 	GitHubSSHKey     string `env:"GITHUB_SSH_KEY" secret:"true" desc:"Private SSH key the VM uses to clone config-repo (a deploy key). Secret."`
+	DeployKey        string `env:"DEPLOY_KEY" secret:"true" desc:"Private key root on the VM accepts (a secret, the same every run). Default: a new key per deployment, so a re-run of an existing VM cannot log in and skips install and finalize."`
 	AutoShutdown     string `env:"AUTO_SHUTDOWN" desc:"Daily auto-shutdown time HH:MM in UTC (optional)."`
 	CleanupOnFailure string `env:"CLEANUP_ON_FAILURE, default=false" desc:"Delete the resource group when the deployment fails (only when it is tagged as ours)."`
 	ForceReinstall   string `env:"FORCE_REINSTALL, default=false" desc:"Install NixOS again even when the VM already runs NixOS with our pinned host key."`

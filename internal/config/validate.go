@@ -57,6 +57,7 @@ type Config struct {
 	ConfigRepo       string
 	ConfigFlakeAttr  string
 	GitHubSSHKey     []byte // private key, LF line endings; secret
+	DeployKey        []byte // private key for root, LF line endings; secret; nil: generate one
 	AutoShutdown     string // "HH:MM" UTC or ""
 	CleanupOnFailure bool
 	ForceReinstall   bool
@@ -140,6 +141,10 @@ func Parse(in Inputs) (Config, error) {
 		if c.ConfigRepo == "" {
 			check(&FieldError{Input: "github-ssh-key", Secret: true, Rule: "given without config-repo; it is only used to clone config-repo"})
 		}
+	}
+	if in.DeployKey != "" {
+		c.DeployKey, err = ParsePrivateKey("deploy-key", in.DeployKey)
+		check(err)
 	}
 	if c.AutoShutdown != "" {
 		check(checkClock(c.AutoShutdown))

@@ -141,6 +141,9 @@ func TestRules(t *testing.T) {
 		{"github key junk", "github-ssh-key", "-----BEGIN nonsense-----", map[string]string{"config-repo": "git@github.com:me/c.git"}, "secret, value not shown"},
 		{"github key without repo", "github-ssh-key", key, nil, "without config-repo"},
 
+		{"deploy key ok", "deploy-key", key, nil, ""},
+		{"deploy key junk", "deploy-key", "ssh-ed25519 AAAA", nil, "deploy-key (secret, value not shown)"},
+
 		{"shutdown ok", "auto-shutdown", "22:00", nil, ""},
 		{"shutdown bad", "auto-shutdown", "24:00", nil, "HH:MM"},
 		{"shutdown 12h", "auto-shutdown", "10pm", nil, "HH:MM"},

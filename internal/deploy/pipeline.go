@@ -74,6 +74,9 @@ type state struct {
 	client    *sshx.Client
 	disk      string
 	isNixOS   bool
+	// noRoot is set when an existing VM answers with the pinned host key
+	// but root refuses this run's deploy key.
+	noRoot bool
 	phases    []nixos.PhaseTiming
 	facter    string
 	result    *Result
@@ -93,18 +96,28 @@ func (s *state) stages() []stage {
 		{name: "wait for SSH", run: (*state).stageWaitSSH},
 		{name: "detect disk", run: (*state).stageDetectDisk, skip: skipInstalled},
 		{name: "install", run: (*state).stageInstall, skip: skipInstalled},
-		{name: "verify", run: (*state).stageVerify},
+		{name: "verify", run: (*state).stageVerify, skip: skipNoRoot},
 		{name: "finalize", run: (*state).stageFinalize, skip: func(s *state) string {
 			if s.cfg.ConfigRepo == "" {
 				return "no config-repo given"
 			}
-			return ""
+			return skipNoRoot(s)
 		}},
 		{name: "report", run: (*state).stageReport},
 	}
 }
 
+func skipNoRoot(s *state) string {
+	if s.noRoot {
+		return "root on the existing VM does not accept this run's deploy key (give the deploy-key input to converge fully)"
+	}
+	return ""
+}
+
 func skipInstalled(s *state) string {
+	if s.noRoot {
+		return "the existing VM runs NixOS (its SSH server says so) and root does not accept this run's deploy key"
+	}
 	if s.isNixOS && !s.cfg.ForceReinstall {
 		return "the VM already runs NixOS with the pinned host key (force-reinstall: true installs again)"
 	}
@@ -209,7 +222,12 @@ func (s *state) stagePlan(ctx context.Context) (string, error) {
 		s.sink.Infof("%s", l)
 	}
 	var err error
-	if s.deployKey, err = keys.New(s.opts.Rand, "nixos-cloud-deploy"); err != nil {
+	if s.cfg.DeployKey != nil {
+		s.deployKey, err = keys.FromPEM(s.cfg.DeployKey)
+	} else {
+		s.deployKey, err = keys.New(s.opts.Rand, "nixos-cloud-deploy")
+	}
+	if err != nil {
 		return "", err
 	}
 	s.sink.Mask(string(s.deployKey.PrivatePEM))

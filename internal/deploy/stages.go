@@ -127,7 +127,11 @@ func (s *state) connect(ctx context.Context) error {
 
 func (s *state) stageWaitSSH(ctx context.Context) (string, error) {
 	t0 := s.now()
-	if err := s.connect(ctx); err != nil {
+	if s.vmExists {
+		if note, err := s.reachExisting(ctx); err != nil || s.noRoot {
+			return note, err
+		}
+	} else if err := s.connect(ctx); err != nil {
 		return "", err
 	}
 	out, err := s.client.Output(ctx, "cat /etc/os-release")
@@ -136,6 +140,50 @@ func (s *state) stageWaitSSH(ctx context.Context) (string, error) {
 	}
 	s.isNixOS = osReleaseID(string(out)) == "nixos"
 	return fmt.Sprintf("ready after %s, host key %s verified", round(s.now().Sub(t0)), sshx.Fingerprint(s.pinned)), nil
+}
+
+// reachExisting connects to a VM an earlier run made. Its host key is
+// pinned from its tag; root may only accept that earlier run's deploy key.
+// The SSH server's identification, read after the key exchange proved the
+// host key, tells a finished install (NixOS) from an unfinished one.
+func (s *state) reachExisting(ctx context.Context) (string, error) {
+	wctx, cancel := context.WithTimeout(ctx, s.cfg.SSHTimeout)
+	defer cancel()
+	var id sshx.Identity
+	for {
+		var err error
+		if id, err = sshx.Identify(wctx, s.addr(), s.pinned); err == nil {
+			break
+		}
+		var mm *sshx.HostKeyMismatchError
+		if errors.As(err, &mm) {
+			return "", &StageError{Stage: "wait for SSH", Err: err, Hint: "the address answers with another host key than the VM's ssh-host-key tag: a wrong address or an attack; nothing was sent to it"}
+		}
+		select {
+		case <-wctx.Done():
+			return "", fmt.Errorf("the existing VM did not answer SSH within %s: %w (is it stopped? start it in the portal or with az vm start)", s.cfg.SSHTimeout, err)
+		case <-time.After(time.Second):
+		}
+	}
+	c, err := sshx.Dial(wctx, s.target())
+	var ae *sshx.AuthError
+	switch {
+	case err == nil:
+		s.client = c
+		return "", nil
+	case !errors.As(err, &ae):
+		return "", err
+	case id.Distribution() != "":
+		return "", &StageError{Stage: "wait for SSH", Err: fmt.Errorf("the VM exists and still runs %s (%s): an earlier install did not finish, and root refuses this run's deploy key", id.Distribution(), id.Version),
+			Hint: "remove it with command: destroy and deploy again, or give the deploy-key input the earlier run used"}
+	case s.cfg.ForceReinstall:
+		return "", &StageError{Stage: "wait for SSH", Err: errors.New("force-reinstall needs root on the VM, and root refuses this run's deploy key"),
+			Hint: "give the deploy-key input (the key root accepts), or remove the VM with command: destroy and deploy again"}
+	}
+	s.noRoot = true
+	s.isNixOS = true
+	s.sink.Warningf("virtual machine %s runs NixOS (%s, host key verified) but root does not accept this run's deploy key: install and finalize are skipped; give the deploy-key input to converge fully", s.cfg.VMName, id.Version)
+	return fmt.Sprintf("host key %s verified; NixOS (%s); no root access", sshx.Fingerprint(s.pinned), id.Version), nil
 }
 
 func osReleaseID(osRelease string) string {

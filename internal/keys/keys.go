@@ -63,3 +63,13 @@ func KnownHostsLine(hosts []string, k ssh.PublicKey) string {
 	}
 	return strings.Join(hs, ",") + " " + AuthorizedKey(k, "")
 }
+
+// FromPEM makes a Pair from an unencrypted private key (the deploy-key
+// input). The error never contains the key.
+func FromPEM(privatePEM []byte) (*Pair, error) {
+	signer, err := ssh.ParsePrivateKey(privatePEM)
+	if err != nil {
+		return nil, fmt.Errorf("failed to parse private key: %s", "not an unencrypted OpenSSH or PEM private key")
+	}
+	return &Pair{Signer: signer, Public: signer.PublicKey(), PrivatePEM: privatePEM}, nil
+}

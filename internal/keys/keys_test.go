@@ -34,3 +34,18 @@ func TestNewRoundTrips(t *testing.T) {
 		t.Fatalf("known_hosts line does not parse back: %v %v", hosts, err)
 	}
 }
+
+func TestFromPEM(t *testing.T) {
+	t.Parallel()
+	p, err := New(nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := FromPEM(p.PrivatePEM)
+	if err != nil || string(q.Public.Marshal()) != string(p.Public.Marshal()) {
+		t.Fatalf("FromPEM: %v", err)
+	}
+	if _, err := FromPEM([]byte("-----BEGIN OPENSSH PRIVATE KEY-----\nsecretstuff\n-----END OPENSSH PRIVATE KEY-----\n")); err == nil || strings.Contains(err.Error(), "secretstuff") {
+		t.Fatalf("want an error without the key, got %v", err)
+	}
+}
