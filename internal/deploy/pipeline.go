@@ -77,9 +77,9 @@ type state struct {
 	// noRoot is set when an existing VM answers with the pinned host key
 	// but root refuses this run's deploy key.
 	noRoot bool
-	phases    []nixos.PhaseTiming
-	facter    string
-	result    *Result
+	phases []nixos.PhaseTiming
+	facter string
+	result *Result
 }
 
 type stage struct {
