@@ -252,23 +252,32 @@ func (e *Emulator) listGroups(w http.ResponseWriter, c *call) *apiError {
 	return nil
 }
 
+// listGroupResources answers GET .../resources for a group or the whole subscription, with the $filter
+// clauses ARM supports most often: tagName, tagValue, resourceType, name and location, joined by "and".
 func (e *Emulator) listGroupResources(w http.ResponseWriter, c *call) *apiError {
 	if c.r.Method != http.MethodGet {
 		return methodNotAllowed(c)
 	}
-	key := strings.ToLower(c.t.id())
+	filter, aerr := parseFilter(c.r.URL.Query().Get("$filter"))
+	if aerr != nil {
+		return aerr
+	}
+	key := ""
+	if c.t.rg != "" {
+		key = strings.ToLower(c.t.id())
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if _, ok := e.resources[key]; !ok {
+	if _, ok := e.resources[key]; key != "" && !ok {
 		return groupNotFound(c.t.rg)
 	}
 	var out []any
 	for _, r := range e.sortedLocked() {
-		if r.group != key || r.typ == "Microsoft.Resources/resourceGroups" {
+		if (key != "" && r.group != key) || r.typ == "Microsoft.Resources/resourceGroups" || !filter(r) {
 			continue
 		}
 		item := map[string]any{"id": r.id, "name": r.doc["name"], "type": r.typ}
-		for _, k := range []string{"location", "tags", "sku"} {
+		for _, k := range []string{"location", "tags", "sku", "managedBy"} {
 			if v, ok := r.doc[k]; ok {
 				item[k] = v
 			}
@@ -277,6 +286,76 @@ func (e *Emulator) listGroupResources(w http.ResponseWriter, c *call) *apiError 
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"value": nonNil(out)})
 	return nil
+}
+
+func parseFilter(f string) (func(*resource) bool, *apiError) {
+	var preds []func(*resource) bool
+	var tagName string
+	for _, clause := range splitFold(f, " and ") {
+		clause = strings.TrimSpace(clause)
+		if clause == "" {
+			continue
+		}
+		field, value, ok := cutFold(clause, " eq ")
+		value = strings.Trim(strings.TrimSpace(value), "'")
+		if !ok {
+			return nil, newAPIError(http.StatusBadRequest, "InvalidFilterInQueryString", fmt.Sprintf("The $filter '%s' is not supported by the emulator.", f))
+		}
+		switch strings.ToLower(strings.TrimSpace(field)) {
+		case "tagname":
+			tagName = value
+			preds = append(preds, func(r *resource) bool { _, ok := tagOf(r, value); return ok })
+		case "tagvalue":
+			name := tagName
+			preds = append(preds, func(r *resource) bool { v, ok := tagOf(r, name); return ok && v == value })
+		case "resourcetype":
+			preds = append(preds, func(r *resource) bool { return strings.EqualFold(r.typ, value) })
+		case "name":
+			preds = append(preds, func(r *resource) bool { return strings.EqualFold(str(r.doc, "name"), value) })
+		case "location":
+			preds = append(preds, func(r *resource) bool { return normLocation(str(r.doc, "location")) == normLocation(value) })
+		default:
+			return nil, newAPIError(http.StatusBadRequest, "InvalidFilterInQueryString", fmt.Sprintf("The $filter '%s' is not supported by the emulator.", f))
+		}
+	}
+	return func(r *resource) bool {
+		for _, p := range preds {
+			if !p(r) {
+				return false
+			}
+		}
+		return true
+	}, nil
+}
+
+func tagOf(r *resource, name string) (string, bool) {
+	tags, _ := r.doc["tags"].(map[string]any)
+	for k, v := range tags {
+		if strings.EqualFold(k, name) {
+			s, _ := v.(string)
+			return s, true
+		}
+	}
+	return "", false
+}
+
+func splitFold(s, sep string) []string {
+	var out []string
+	for {
+		before, after, ok := cutFold(s, sep)
+		out = append(out, before)
+		if !ok {
+			return out
+		}
+		s = after
+	}
+}
+
+func cutFold(s, sep string) (before, after string, found bool) {
+	if i := strings.Index(strings.ToLower(s), strings.ToLower(sep)); i >= 0 {
+		return s[:i], s[i+len(sep):], true
+	}
+	return s, "", false
 }
 
 // ---- resources ----
@@ -554,16 +633,19 @@ func (e *Emulator) listCollection(w http.ResponseWriter, c *call) *apiError {
 		writeJSON(w, http.StatusOK, map[string]any{"value": nonNil(slice(p.doc, "properties", prop))})
 		return nil
 	}
-	group := strings.ToLower(groupID(c.t.sub, c.t.rg))
+	group := ""
+	if c.t.rg != "" {
+		group = strings.ToLower(groupID(c.t.sub, c.t.rg))
+	}
 	typ := c.t.resourceType()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if _, ok := e.resources[group]; !ok {
+	if _, ok := e.resources[group]; group != "" && !ok {
 		return groupNotFound(c.t.rg)
 	}
 	var out []any
 	for _, r := range e.sortedLocked() {
-		if r.group == group && strings.EqualFold(r.typ, typ) {
+		if (group == "" || r.group == group) && strings.EqualFold(r.typ, typ) {
 			out = append(out, r.doc)
 		}
 	}

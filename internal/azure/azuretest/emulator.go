@@ -91,6 +91,7 @@ type Emulator struct {
 	opts    Options
 	srv     *httptest.Server
 	ca      *authority
+	client  *http.Client
 	closing chan struct{}
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -136,6 +137,11 @@ func New(opts Options) *Emulator {
 		serialLogs: map[string]string{},
 		sas:        map[string]string{},
 	}
+	e.client = &http.Client{Transport: &http.Transport{
+		TLSClientConfig:     &tls.Config{RootCAs: ca.pool, MinVersion: tls.VersionTLS12},
+		ForceAttemptHTTP2:   true,
+		MaxIdleConnsPerHost: 64,
+	}}
 	e.srv = httptest.NewUnstartedServer(http.HandlerFunc(e.serveHTTP))
 	e.srv.Listener.Close()
 	e.srv.Listener = ln
@@ -186,14 +192,8 @@ func (e *Emulator) WriteCACert(path string) error {
 	return nil
 }
 
-// HTTPClient returns a client that trusts the emulator's CA and nothing else.
-func (e *Emulator) HTTPClient() *http.Client {
-	return &http.Client{Transport: &http.Transport{
-		TLSClientConfig:     &tls.Config{RootCAs: e.ca.pool, MinVersion: tls.VersionTLS12},
-		ForceAttemptHTTP2:   true,
-		MaxIdleConnsPerHost: 64,
-	}}
-}
+// HTTPClient returns a client that trusts the emulator's CA and nothing else (one shared client).
+func (e *Emulator) HTTPClient() *http.Client { return e.client }
 
 // SetLatency replaces the latencies for operations started from now on.
 func (e *Emulator) SetLatency(l Latency) {
@@ -213,6 +213,7 @@ func (e *Emulator) Close() {
 	e.cancel()
 	e.srv.Close()
 	e.wg.Wait()
+	e.client.CloseIdleConnections()
 }
 
 // Request is one recorded HTTP request. Authorization is removed from Header and a client secret in a
@@ -293,6 +294,10 @@ func (e *Emulator) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		e.mu.Unlock()
 	}()
 
+	// Tolerate "//" from clients that join an endpoint ending in "/" with a path starting with "/".
+	for strings.Contains(r.URL.Path, "//") {
+		r.URL.Path = strings.ReplaceAll(r.URL.Path, "//", "/")
+	}
 	path := r.URL.Path
 	lower := strings.ToLower(path)
 	switch {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -501,8 +502,8 @@ func TestErrorCodes(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			hooked := false
-			e := newEmulator(t, Options{OnVMCreated: func(VMRecord) { hooked = true }})
+			var hooked atomic.Bool
+			e := newEmulator(t, Options{OnVMCreated: func(VMRecord) { hooked.Store(true) }})
 			c := newClients(t, e)
 			ctx := context.Background()
 			g := createNetwork(ctx, t, c)
@@ -532,7 +533,7 @@ func TestErrorCodes(t *testing.T) {
 					t.Errorf("instance view status = %q", got)
 				}
 			}
-			if hooked {
+			if hooked.Load() {
 				t.Error("OnVMCreated fired for a VM that was not created")
 			}
 		})

@@ -70,6 +70,11 @@ func parseTarget(path string) target {
 		return t
 	}
 	switch strings.ToLower(rest[0]) {
+	case "resources":
+		if len(rest) == 1 {
+			t.kind = kindGroupResources // subscription-wide: rg stays ""
+		}
+		return t
 	case "resourcegroups":
 		switch len(rest) {
 		case 1:
@@ -97,6 +102,13 @@ func parseTarget(path string) target {
 		switch {
 		case len(p) == 0:
 			t.kind = kindProvider
+		case len(p) == 1 && !strings.EqualFold(p[0], "register"):
+			// subscription-wide list, e.g. /providers/Microsoft.Compute/virtualMachines
+			t.kind, t.types = kindCollection, []string{p[0]}
+			full := canonicalType(t.ns + "/" + p[0])
+			if i := strings.IndexByte(full, '/'); i > 0 {
+				t.ns, t.types = full[:i], []string{full[i+1:]}
+			}
 		case len(p) == 1 && strings.EqualFold(p[0], "register"):
 			t.kind, t.action = kindProvider, "register"
 		case len(p) == 4 && strings.EqualFold(p[0], "locations") && strings.EqualFold(p[2], "operations"):
@@ -183,7 +195,12 @@ func groupID(sub, rg string) string { return "/subscriptions/" + sub + "/resourc
 // id is the resource ID of the addressed resource (for actions: of the resource acted on).
 func (t target) id() string {
 	switch t.kind {
-	case kindResourceGroup, kindGroupResources:
+	case kindResourceGroup:
+		return groupID(t.sub, t.rg)
+	case kindGroupResources:
+		if t.rg == "" {
+			return "/subscriptions/" + t.sub
+		}
 		return groupID(t.sub, t.rg)
 	case kindResource, kindAction:
 		return resourceID(t.sub, t.rg, t.ns, t.types, t.names)
