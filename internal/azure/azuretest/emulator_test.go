@@ -497,6 +497,7 @@ func TestErrorCodes(t *testing.T) {
 		{"QuotaExceeded", Reject("QuotaExceeded", vmPut), http.StatusConflict, "QuotaExceeded", "Location: westeurope", ""},
 		{"AuthorizationFailed", Reject("AuthorizationFailed", vmPut), http.StatusForbidden, "AuthorizationFailed", "Microsoft.Compute/virtualMachines/write", ""},
 		{"InvalidParameter", Reject("InvalidParameter", vmPut), http.StatusBadRequest, "InvalidParameter", "securityType", ""},
+		{"AllocationFailed at once", Reject("AllocationFailed", vmPut), http.StatusConflict, "AllocationFailed", "capacity for the requested VM size in this region. Read", ""},
 		{"custom message", Fault{Match: vmPut, Code: "Whatever", Status: 418, Message: "teapot"}, 418, "Whatever", "teapot", ""},
 	}
 	for _, tc := range tests {
@@ -515,6 +516,9 @@ func TestErrorCodes(t *testing.T) {
 			var re *azcore.ResponseError
 			if !errors.As(err, &re) {
 				t.Fatalf("err = %v, want *azcore.ResponseError", err)
+			}
+			if strings.Contains(err.Error(), "%!") {
+				t.Errorf("badly formatted message:\n%v", err)
 			}
 			if re.ErrorCode != tc.wantCode || re.StatusCode != tc.wantStatus || !strings.Contains(err.Error(), tc.wantMessage) {
 				t.Errorf("got %d %q, want %d %q with %q in:\n%v", re.StatusCode, re.ErrorCode, tc.wantStatus, tc.wantCode, tc.wantMessage, err)
@@ -794,5 +798,29 @@ func TestNICNeedsProvisionedReferences(t *testing.T) {
 				t.Errorf("err = %v, want %s", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestProviderRegistration: on MissingSubscriptionRegistration the SDK registers the namespace itself and
+// retries; the emulator answers the register and provider GET calls it makes.
+func TestProviderRegistration(t *testing.T) {
+	t.Parallel()
+	e := newEmulator(t, Options{})
+	c := newClients(t, e)
+	ctx := context.Background()
+	g := createNetwork(ctx, t, c)
+	e.InjectFault(Reject("MissingSubscriptionRegistration", Match{Method: http.MethodPut, ResourceType: "Microsoft.Compute/virtualMachines"}))
+	createVM(ctx, t, c, g.nic)
+	var got []string
+	for _, r := range e.Requests() {
+		if strings.Contains(r.Path, "/providers/Microsoft.Compute") && !strings.Contains(r.Path, "/resourceGroups/") {
+			if !strings.Contains(r.Path, "/locations/") {
+				got = append(got, r.Method+" "+strings.TrimPrefix(r.Path, "/subscriptions/"+DefaultSubscriptionID))
+			}
+		}
+	}
+	want := []string{"POST /providers/Microsoft.Compute/register", "GET /providers/Microsoft.Compute"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("registration calls (-want +got):\n%s", diff)
 	}
 }

@@ -157,7 +157,10 @@ func (f *Fault) armError(e *Emulator, c *call, location string) (int, armError) 
 			status = k.status
 		}
 		if msg == "" {
-			msg = fmt.Sprintf(k.msg, c.str("properties", "hardwareProfile", "vmSize"), location, e.opts.ClientID, permission(r, t), t.id(), t.ns, t.name())
+			msg = k.msg
+			if strings.Contains(msg, "%[") {
+				msg = fmt.Sprintf(msg, c.str("properties", "hardwareProfile", "vmSize"), location, e.opts.ClientID, permission(r, t), t.id(), t.ns, t.name())
+			}
 		}
 	}
 	if status == 0 {
