@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"net"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -190,5 +191,23 @@ func TestRelayDropAndFreeze(t *testing.T) {
 	r.Drop()
 	if err := c.Wait(); err == nil {
 		t.Fatalf("connection survived Drop")
+	}
+}
+
+func TestWithWrapperExecsSSHD(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	marker := dir + "/wrapped"
+	wrapper := dir + "/wrapper.sh"
+	script := "#!/bin/sh\necho wrapped > " + marker + "\nexec \"$@\"\n"
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := sshtest.Start(t, sshtest.WithWrapper(wrapper))
+	if got := output(t, s, "echo ok"); got != "ok\n" {
+		t.Errorf("output = %q", got)
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Errorf("wrapper did not run: %v", err)
 	}
 }

@@ -136,7 +136,8 @@ func Dial(ctx context.Context, t Target) (*Client, error) {
 
 // handshake runs SSH over an established TCP connection; it closes conn on failure.
 func handshake(ctx context.Context, conn net.Conn, t Target) (*Client, error) {
-	if dl, ok := ctx.Deadline(); ok {
+	dl, hasDeadline := ctx.Deadline()
+	if hasDeadline {
 		_ = conn.SetDeadline(dl)
 	}
 	// Abort a handshake in progress when ctx ends: a past deadline fails every pending read.
@@ -157,6 +158,10 @@ func handshake(ctx context.Context, conn net.Conn, t Target) (*Client, error) {
 	}
 	if err != nil {
 		_ = conn.Close()
+		if hasDeadline && !time.Now().Before(dl) {
+			// The connection's deadline (ctx's) fired just before ctx itself did.
+			return nil, fmt.Errorf("failed to open ssh connection to %q: %w", t.Addr, context.DeadlineExceeded)
+		}
 		return nil, classifyHandshakeError(t, err)
 	}
 	_ = conn.SetDeadline(time.Time{})

@@ -52,9 +52,8 @@ type ProxyConfig struct {
 
 // ProxyCommand returns the value of ssh's ProxyCommand option that runs exe's proxy subcommand for
 // cfg, quoted for the shell ssh runs it with ("$SHELL -c 'exec ...'") and with '%' doubled because
-// ssh expands %h, %p... in it. Pass it as
-//
-//	--ssh-option "ProxyCommand=" + value   (or use ProxyOption)
+// ssh expands %h, %p... in it, for `ssh -o ProxyCommand=VALUE`. nixos-anywhere needs
+// WriteProxyScript instead: it passes its ssh options on through NIX_SSHOPTS, which splits this value.
 func ProxyCommand(exe string, cfg ProxyConfig) (string, error) {
 	args, err := ProxyArgv(exe, cfg)
 	if err != nil {
@@ -88,14 +87,45 @@ func ProxyArgv(exe string, cfg ProxyConfig) ([]string, error) {
 	return args, nil
 }
 
-// ProxyOption is "ProxyCommand=" + ProxyCommand(exe, cfg), one argument for ssh -o or
-// nixos-anywhere --ssh-option.
+// ProxyOption is "ProxyCommand=" + ProxyCommand(exe, cfg), one argument for ssh -o. Not for
+// nixos-anywhere: it contains spaces, see WriteProxyScript.
 func ProxyOption(exe string, cfg ProxyConfig) (string, error) {
 	v, err := ProxyCommand(exe, cfg)
 	if err != nil {
 		return "", err
 	}
 	return "ProxyCommand=" + v, nil
+}
+
+// WriteProxyScript writes an executable shell script to path that runs exe's proxy subcommand for
+// cfg, and returns the ssh option that uses it: "ProxyCommand=" + path.
+//
+// This is the form to give nixos-anywhere (--ssh-option). It runs ssh directly, but also hands its
+// ssh options to nix copy as NIX_SSHOPTS="${sshArgs[*]}", which Nix splits at whitespace (older
+// releases) or with shell quoting rules (newer ones): a ProxyCommand with arguments breaks apart
+// there. The returned option is one token with no whitespace, quotes or backslashes, which both
+// splits keep whole; path must be made of letters, digits and _-./,:@%+ (a path under os.MkdirTemp
+// is, unless TMPDIR is unusual).
+func WriteProxyScript(path, exe string, cfg ProxyConfig) (string, error) {
+	if path == "" || strings.IndexFunc(path, unsafeRune) >= 0 {
+		return "", fmt.Errorf("failed to write proxy script: path %q must consist of letters, digits and _-./,:@%%+ "+
+			"so that NIX_SSHOPTS carries it whole; set TMPDIR to a plain directory", path)
+	}
+	cmd, err := ProxyCommand(exe, cfg)
+	if err != nil {
+		return "", err
+	}
+	// ProxyCommand doubled every % for ssh; the script is read by sh only.
+	script := "#!/bin/sh\n# Written by nixos-cloud-deploy: ssh ProxyCommand that only reaches the host with the pinned key.\n" +
+		"exec " + strings.ReplaceAll(cmd, "%%", "%") + "\n"
+	if err := os.WriteFile(path, []byte(script), 0o700); err != nil {
+		return "", fmt.Errorf("failed to write proxy script: %w", err)
+	}
+	// WriteFile keeps the mode of an existing file; make sure it is executable.
+	if err := os.Chmod(path, 0o700); err != nil {
+		return "", fmt.Errorf("failed to write proxy script: %w", err)
+	}
+	return "ProxyCommand=" + strings.ReplaceAll(path, "%", "%%"), nil
 }
 
 // RunProxy is the proxy subcommand (args exclude the word "proxy"), for ssh's ProxyCommand: it

@@ -2,13 +2,16 @@ package sshx_test
 
 import (
 	"bytes"
+	"flag"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/sshtest"
@@ -148,21 +151,43 @@ func TestProxyCommandRejectsLineBreaks(t *testing.T) {
 	}
 }
 
-func TestProxyCommandGolden(t *testing.T) {
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// The rendered ProxyCommand option and proxy script, for a fixed configuration.
+func TestProxyGolden(t *testing.T) {
 	t.Parallel()
 	k, _, _, _, err := ssh.ParseAuthorizedKey([]byte("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGJ8Rr0qN8LrD+8mJ3Ck8PCLz6m6ZHdrBTYfN4OJyVXj"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := sshx.ProxyOption("/usr/local/bin/action", sshx.ProxyConfig{
-		Addr: "20.1.2.3:22", HostKey: k, IdentityFile: "/tmp/ncd-123/deploy key", User: "root",
-	})
+	cfg := sshx.ProxyConfig{Addr: "20.1.2.3:22", HostKey: k, IdentityFile: "/tmp/ncd-123/deploy key 100%", User: "root", Wait: 2 * time.Minute}
+	opt, err := sshx.ProxyOption("/usr/local/bin/action", cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `ProxyCommand=/usr/local/bin/action proxy --addr 20.1.2.3:22 --host-key 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGJ8Rr0qN8LrD+8mJ3Ck8PCLz6m6ZHdrBTYfN4OJyVXj' --identity '/tmp/ncd-123/deploy key' --user root`
-	if got != want {
-		t.Errorf("ProxyOption =\n%s\nwant\n%s", got, want)
+	dir := t.TempDir()
+	scriptOpt, err := sshx.WriteProxyScript(filepath.Join(dir, "ssh-proxy"), "/usr/local/bin/action", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	script, err := os.ReadFile(filepath.Join(dir, "ssh-proxy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := "# ProxyOption\n" + opt + "\n# WriteProxyScript option\n" + strings.ReplaceAll(scriptOpt, dir, "$DIR") +
+		"\n# WriteProxyScript script\n" + string(script)
+	golden := filepath.Join("testdata", "proxy.golden")
+	if *update {
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if diff := cmp.Diff(string(want), got); diff != "" {
+		t.Errorf("proxy rendering mismatch (-want +got):\n%s", diff)
 	}
 }
 
@@ -226,5 +251,51 @@ func TestRunProxyTunnelsToTarget(t *testing.T) {
 	_ = stdinW.Close()
 	if code := <-done; code != 0 {
 		t.Fatalf("RunProxy = %d, stderr %q", code, stderr.String())
+	}
+}
+
+// nixos-anywhere passes its ssh options to nix copy as NIX_SSHOPTS="${sshArgs[*]}"; older Nix splits
+// that at whitespace, newer Nix with shell rules. The script option survives both.
+func TestWriteProxyScriptSurvivesNIXSSHOPTS(t *testing.T) {
+	t.Parallel()
+	exe := testExe(t)
+	s := sshtest.Start(t)
+	opt, err := sshx.WriteProxyScript(filepath.Join(t.TempDir(), "ssh-proxy"), exe, proxyConfig(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsAny(opt, " \t\n'\"\\") {
+		t.Fatalf("option %q has characters NIX_SSHOPTS splitting would touch", opt)
+	}
+	sshArgs := []string{"-o", "IdentitiesOnly=yes", "-i", s.ClientKeyFile, "-o", "UserKnownHostsFile=/dev/null",
+		"-o", "StrictHostKeyChecking=no", "-o", opt, "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"}
+	nixSSHOpts := strings.Join(sshArgs, " ")
+	args := append([]string{"-F", "/dev/null"}, strings.Fields(nixSSHOpts)...)
+	cmd := exec.Command("ssh", append(args, s.User+"@192.0.2.1", "echo", "via", "script")...)
+	cmd.Env = append(os.Environ(), runProxyEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || string(out) != "via script\n" {
+		t.Fatalf("ssh with options split from NIX_SSHOPTS: %v\n%s", err, out)
+	}
+
+	// The same script refuses a host with another key.
+	other := sshtest.Start(t)
+	cfg := proxyConfig(other)
+	cfg.HostKey = s.HostKey
+	opt, err = sshx.WriteProxyScript(filepath.Join(t.TempDir(), "ssh-proxy"), exe, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err = nixosAnywhereSSH(t, other, opt, "echo", "must not run").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "host key mismatch") {
+		t.Fatalf("ssh via script to a host with another key: %v\n%s", err, out)
+	}
+}
+
+func TestWriteProxyScriptRefusesUnsplittablePath(t *testing.T) {
+	t.Parallel()
+	s := sshtest.Start(t, sshtest.Delayed())
+	if _, err := sshx.WriteProxyScript(filepath.Join(t.TempDir(), "with space"), "/bin/action", proxyConfig(s)); err == nil {
+		t.Fatal("WriteProxyScript accepted a path with a space")
 	}
 }

@@ -92,7 +92,8 @@ func WithTailLines(n int) RunOption {
 
 // Run runs cmd (a shell command line; build it with Quote) in a new session. The command's output
 // goes line by line to the WithLog function. A non-zero exit, a signal or a lost connection is a
-// *RemoteError with the last lines of output. When ctx ends, the session is signalled and closed.
+// *RemoteError with the last lines of output. When ctx ends, the remote shell gets SIGKILL and the
+// session is closed; as with ssh itself, children of that shell live on until they next write.
 func (c *Client) Run(ctx context.Context, cmd string, opts ...RunOption) error {
 	_, err := c.run(ctx, cmd, false, opts)
 	return err
@@ -157,8 +158,10 @@ func (c *Client) run(ctx context.Context, cmd string, captureStdout bool, opts [
 			stderrW.flush()
 			rerr.Tail = out.lines()
 			return stdout.Bytes(), rerr
-		case <-time.After(2 * time.Second):
-			// A dead link never acknowledges the close; the output copiers may still be running.
+		case <-time.After(250 * time.Millisecond):
+			// sshd acknowledges the close only once the command's children let go of its output
+			// (a killed shell's "sleep" keeps it), and a dead link never does. The output copiers
+			// may still be running, so only the lines seen so far are reported.
 			rerr.Tail = out.lines()
 			return nil, rerr
 		}
@@ -239,15 +242,18 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 	n := len(p)
 	for len(p) > 0 {
 		i := bytes.IndexByte(p, '\n')
+		chunk := p
+		if i >= 0 {
+			chunk = p[:i]
+		}
+		w.buf = append(w.buf, chunk...)
+		for len(w.buf) > maxLineBytes {
+			w.emit(w.buf[:maxLineBytes])
+			w.buf = append(w.buf[:0], w.buf[maxLineBytes:]...)
+		}
 		if i < 0 {
-			w.buf = append(w.buf, p...)
-			for len(w.buf) >= maxLineBytes {
-				w.emit(w.buf[:maxLineBytes])
-				w.buf = append(w.buf[:0], w.buf[maxLineBytes:]...)
-			}
 			break
 		}
-		w.buf = append(w.buf, p[:i]...)
 		w.emit(w.buf)
 		w.buf = w.buf[:0]
 		p = p[i+1:]

@@ -3,6 +3,7 @@ package sshx_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -27,10 +28,13 @@ func (l *lineLog) log(stream, line string) {
 	l.lines = append(l.lines, logLine{stream, line})
 }
 
+// get returns the lines, stderr's before stdout's, each stream in its own order.
 func (l *lineLog) get() []logLine {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return append([]logLine(nil), l.lines...)
+	lines := append([]logLine(nil), l.lines...)
+	slices.SortStableFunc(lines, func(a, b logLine) int { return strings.Compare(a.Stream, b.Stream) })
+	return lines
 }
 
 func TestRun(t *testing.T) {
@@ -46,22 +50,23 @@ func TestRun(t *testing.T) {
 		wantTail   []string
 	}{
 		{
+			// The two streams travel apart: only the order within each is defined.
 			name: "stdout and stderr line by line",
-			// sleeps keep the two streams in a known order
-			cmd: "echo one; sleep 0.1; echo two >&2; sleep 0.1; printf 'crlf\\r\\nno newline'",
+			cmd:  "echo one; echo two >&2; printf 'crlf\\r\\nno newline'; printf 'three\\n\\nfour' >&2",
 			wantLog: []logLine{
-				{sshx.Stdout, "one"}, {sshx.Stderr, "two"}, {sshx.Stdout, "crlf"}, {sshx.Stdout, "no newline"},
+				{sshx.Stderr, "two"}, {sshx.Stderr, "three"}, {sshx.Stderr, ""}, {sshx.Stderr, "four"},
+				{sshx.Stdout, "one"}, {sshx.Stdout, "crlf"}, {sshx.Stdout, "no newline"},
 			},
 		},
 		{
 			name:       "exit status and last lines",
-			cmd:        "for i in 1 2 3 4 5; do echo line $i; done; echo failing >&2; exit 3",
+			cmd:        "for i in 1 2 3 4 5; do echo line $i; done; echo failing; exit 3",
 			opts:       []sshx.RunOption{sshx.WithTailLines(3)},
 			wantStatus: 3,
 			wantTail:   []string{"line 4", "line 5", "failing"},
 			wantLog: []logLine{
 				{sshx.Stdout, "line 1"}, {sshx.Stdout, "line 2"}, {sshx.Stdout, "line 3"}, {sshx.Stdout, "line 4"},
-				{sshx.Stdout, "line 5"}, {sshx.Stderr, "failing"},
+				{sshx.Stdout, "line 5"}, {sshx.Stdout, "failing"},
 			},
 		},
 		{
