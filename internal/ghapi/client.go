@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -66,7 +67,10 @@ type Provider struct {
 // no request.
 func NewProvider(o Options) (*Provider, error) {
 	if o.HTTPClient == nil {
-		o.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		// Workers talk to one host: keep their connections.
+		t.MaxIdleConnsPerHost = 64
+		o.HTTPClient = &http.Client{Timeout: 30 * time.Second, Transport: t}
 	}
 	if o.RunLookupInterval <= 0 {
 		o.RunLookupInterval = 2 * time.Second
@@ -108,9 +112,28 @@ func NewProvider(o Options) (*Provider, error) {
 
 func transport(t http.RoundTripper) http.RoundTripper {
 	if t == nil {
-		return http.DefaultTransport
+		t = http.DefaultTransport
 	}
-	return t
+	return drain{t}
+}
+
+// drain reads what go-github leaves of a response body (it decodes the JSON
+// and closes) so that the connection goes back to the pool.
+type drain struct{ next http.RoundTripper }
+
+func (d drain) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := d.next.RoundTrip(r)
+	if err == nil && resp.Body != nil {
+		resp.Body = &drainBody{resp.Body}
+	}
+	return resp, err
+}
+
+type drainBody struct{ io.ReadCloser }
+
+func (b *drainBody) Close() error {
+	_, _ = io.CopyN(io.Discard, b.ReadCloser, 64<<10)
+	return b.ReadCloser.Close()
 }
 
 func (p *Provider) setUA(gh *github.Client) {
