@@ -65,6 +65,9 @@ type Options struct {
 	// Audience is the token audience published in the metadata endpoint; token requests must ask for
 	// the scope Audience+"/.default".
 	Audience string
+	// ADFS makes the emulator an AD FS Azure Stack Hub: the metadata's loginEndpoint is URL()+"/adfs",
+	// and credentials use the tenant "adfs" (token endpoint /adfs/oauth2/token) instead of TenantID.
+	ADFS bool
 	// TokenLifetime is the lifetime of issued access tokens; one hour by default.
 	TokenLifetime time.Duration
 	// PublicIPPrefix is the pool public IP addresses are assigned from, lowest free address first,

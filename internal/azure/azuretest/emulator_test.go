@@ -143,6 +143,39 @@ func TestCredentialFlow(t *testing.T) {
 	}
 }
 
+func TestADFSCredentialFlow(t *testing.T) {
+	t.Parallel()
+	e := newEmulator(t, Options{ADFS: true})
+	cfg := discover(t, e)
+	if got, want := cfg.ActiveDirectoryAuthorityHost, e.URL()+"/adfs"; got != want {
+		t.Fatalf("loginEndpoint = %q, want %q", got, want)
+	}
+	// azidentity wants the host as authority and the tenant "adfs", as internal/azure resolves it.
+	cfg.ActiveDirectoryAuthorityHost = e.URL() + "/"
+	cred, err := azidentity.NewClientSecretCredential("adfs", DefaultClientID, DefaultClientSecret,
+		&azidentity.ClientSecretCredentialOptions{ClientOptions: policy.ClientOptions{Cloud: cfg, Transport: e.HTTPClient()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.ResetRequests()
+	c := clientsFor(t, e, cred, cfg, nil)
+	if _, err := c.groups.CreateOrUpdate(context.Background(), testGroup, armresources.ResourceGroup{Location: to.Ptr(testLocation)}, nil); err != nil {
+		t.Fatalf("ARM call with an AD FS token: %v", err)
+	}
+	var got []string
+	for _, r := range e.Requests() {
+		got = append(got, r.Method+" "+r.Path)
+	}
+	want := []string{
+		"GET /adfs/.well-known/openid-configuration",
+		"POST /adfs/oauth2/token",
+		"PUT /subscriptions/" + DefaultSubscriptionID + "/resourcegroups/" + testGroup,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("requests (-want +got):\n%s", diff)
+	}
+}
+
 func TestTokenEndpointRejects(t *testing.T) {
 	t.Parallel()
 	e := newEmulator(t, Options{})

@@ -35,12 +35,16 @@ func (e *Emulator) serveMetadata(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	base := e.URL() + "/"
+	login := base
+	if e.opts.ADFS {
+		login = base + "adfs"
+	}
 	writeJSON(w, http.StatusOK, metadata{
 		GalleryEndpoint: base + "gallery/",
 		GraphEndpoint:   "https://graph.windows.net/",
 		PortalEndpoint:  base + "portal/",
 		Authentication: metadataAuthen{
-			LoginEndpoint: base,
+			LoginEndpoint: login,
 			Audiences:     []string{e.opts.Audience},
 		},
 	})
@@ -65,9 +69,15 @@ func writeOAuthError(w http.ResponseWriter, status int, code string, aadsts int,
 //
 //	GET  /{tenant}/v2.0/.well-known/openid-configuration
 //	POST /{tenant}/oauth2/v2.0/token
+//
+// or, with Options.ADFS, GET /adfs/.well-known/openid-configuration and POST /adfs/oauth2/token.
 func (e *Emulator) serveIdentity(w http.ResponseWriter, r *http.Request) {
 	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
 	tenant := parts[0]
+	if e.opts.ADFS {
+		e.serveADFS(w, r, strings.ToLower(strings.Join(parts[1:], "/")))
+		return
+	}
 	if !strings.EqualFold(tenant, e.opts.TenantID) {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_tenant", 90002,
 			fmt.Sprintf("Tenant '%s' not found. Check to make sure you have the correct tenant ID.", tenant))
@@ -92,6 +102,29 @@ func (e *Emulator) serveIdentity(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeOAuthError(w, http.StatusNotFound, "invalid_request", 900561,
 			fmt.Sprintf("The endpoint only accepts POST requests. Received a %s request.", r.Method))
+	}
+}
+
+func (e *Emulator) serveADFS(w http.ResponseWriter, r *http.Request, rest string) {
+	authority := e.URL() + "/adfs"
+	if !strings.EqualFold(strings.SplitN(strings.Trim(r.URL.Path, "/"), "/", 2)[0], "adfs") {
+		writeOAuthError(w, http.StatusNotFound, "invalid_request", 900561, "This AD FS authority only serves /adfs/.")
+		return
+	}
+	switch {
+	case rest == ".well-known/openid-configuration" && r.Method == http.MethodGet:
+		writeJSON(w, http.StatusOK, map[string]any{
+			"token_endpoint":                        authority + "/oauth2/token",
+			"authorization_endpoint":                authority + "/oauth2/authorize",
+			"issuer":                                authority,
+			"jwks_uri":                              authority + "/discovery/keys",
+			"token_endpoint_auth_methods_supported": []string{"client_secret_post", "client_secret_basic", "private_key_jwt"},
+			"access_token_issuer":                   "http://" + r.Host + "/adfs/services/trust",
+		})
+	case rest == "oauth2/token" && r.Method == http.MethodPost:
+		e.serveToken(w, r)
+	default:
+		writeOAuthError(w, http.StatusNotFound, "invalid_request", 900561, "No such AD FS endpoint.")
 	}
 }
 
