@@ -74,6 +74,8 @@ type Server struct {
 	listeningAt time.Time
 	fixedPort   bool
 
+	orphans []int // sessions of a stopped listener
+
 	hostKeyLines []string
 	knownKeys    []string
 	extraConfig  []string
@@ -388,12 +390,18 @@ func (s *Server) startOnce() error {
 	}
 	argv := append(append([]string(nil), s.wrapper...), SSHDPath, "-D", "-e", "-f", s.configFile)
 	cmd := exec.Command(argv[0], argv[1:]...)
-	stderr, err := cmd.StderrPipe()
+	// Our own pipe rather than StderrPipe: every connection's sshd child inherits stderr, so the log
+	// ends long after the listener exits, and Wait must not wait for that.
+	stderr, w, err := os.Pipe()
 	if err != nil {
 		s.mu.Unlock()
 		return err
 	}
-	if err := cmd.Start(); err != nil {
+	cmd.Stderr = w
+	err = cmd.Start()
+	_ = w.Close()
+	if err != nil {
+		_ = stderr.Close()
 		s.mu.Unlock()
 		return fmt.Errorf("failed to start %s: %w; %s", SSHDPath, err, InstallHint)
 	}
@@ -403,7 +411,10 @@ func (s *Server) startOnce() error {
 	s.mu.Unlock()
 
 	listening := make(chan struct{})
+	logDone := make(chan struct{})
 	go func() {
+		defer close(logDone)
+		defer stderr.Close()
 		var once sync.Once
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
@@ -417,6 +428,8 @@ func (s *Server) startOnce() error {
 			}
 			s.mu.Unlock()
 		}
+	}()
+	go func() {
 		_ = cmd.Wait()
 		close(exited)
 	}()
@@ -428,6 +441,10 @@ func (s *Server) startOnce() error {
 		s.mu.Lock()
 		s.cmd = nil
 		s.mu.Unlock()
+		select { // let the log catch sshd's last words ("Bind to port ... failed")
+		case <-logDone:
+		case <-time.After(2 * time.Second):
+		}
 		return fmt.Errorf("sshd exited before listening on %s: %s", s.Addr, s.Log())
 	case <-time.After(15 * time.Second):
 		return fmt.Errorf("sshd did not listen on %s within 15s: %s", s.Addr, s.Log())
@@ -504,9 +521,13 @@ func (s *Server) Stop() {
 	if cmd == nil {
 		return
 	}
+	// Sessions outlive the listener; remember them so KillSessions and the cleanup still find them.
+	_ = syscall.Kill(cmd.Process.Pid, syscall.SIGSTOP)
+	orphans := children(cmd.Process.Pid)
 	_ = cmd.Process.Kill()
 	<-exited
 	s.mu.Lock()
+	s.orphans = append(s.orphans, orphans...)
 	s.cmd = nil
 	s.listeningAt = time.Time{}
 	s.fixedPort = true
@@ -518,7 +539,15 @@ func (s *Server) Stop() {
 func (s *Server) KillSessions() {
 	s.mu.Lock()
 	cmd := s.cmd
+	orphans := s.orphans
+	s.orphans = nil
 	s.mu.Unlock()
+	for _, pid := range orphans {
+		// Sessions of an earlier, stopped listener; check the pid still is an sshd.
+		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(comm)) == "sshd" {
+			killTree(pid, true)
+		}
+	}
 	if cmd == nil {
 		return
 	}
@@ -526,15 +555,26 @@ func (s *Server) KillSessions() {
 	// Freeze the listener so it forks nothing while we walk its descendants.
 	_ = syscall.Kill(pid, syscall.SIGSTOP)
 	defer func() { _ = syscall.Kill(pid, syscall.SIGCONT) }()
+	killTree(pid, false)
+}
+
+// killTree kills every descendant of pid, and pid itself if self is set.
+func killTree(pid int, self bool) {
+	if self {
+		_ = syscall.Kill(pid, syscall.SIGSTOP)
+	}
 	for i := 0; i < 10; i++ {
 		kids := descendants(pid)
 		if len(kids) == 0 {
-			return
+			break
 		}
 		for _, k := range kids {
 			_ = syscall.Kill(k, syscall.SIGKILL)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+	if self {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 }
 
@@ -548,13 +588,34 @@ func (s *Server) cleanup() {
 	}
 }
 
+// children lists pid's direct children.
+func children(pid int) []int {
+	return processTree()[pid]
+}
+
 // descendants lists the processes below pid, read from /proc.
 func descendants(pid int) []int {
+	children := processTree()
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		for _, c := range children[p] {
+			out = append(out, c)
+			queue = append(queue, c)
+		}
+	}
+	return out
+}
+
+// processTree maps each live (not zombie) process's parent to its children.
+func processTree() map[int][]int {
+	children := map[int][]int{}
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
-		return nil
+		return children
 	}
-	children := map[int][]int{}
 	for _, e := range entries {
 		p, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -576,17 +637,7 @@ func descendants(pid int) []int {
 		ppid, _ := strconv.Atoi(f[1])
 		children[ppid] = append(children[ppid], p)
 	}
-	var out []int
-	queue := []int{pid}
-	for len(queue) > 0 {
-		p := queue[0]
-		queue = queue[1:]
-		for _, c := range children[p] {
-			out = append(out, c)
-			queue = append(queue, c)
-		}
-	}
-	return out
+	return children
 }
 
 func signerAndPEM(key crypto.PrivateKey) (ssh.Signer, []byte, error) {

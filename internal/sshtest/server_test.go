@@ -211,3 +211,26 @@ func TestWithWrapperExecsSSHD(t *testing.T) {
 		t.Errorf("wrapper did not run: %v", err)
 	}
 }
+
+func TestStopLeavesSessionsThenCleanupKillsThem(t *testing.T) {
+	t.Parallel()
+	s := sshtest.Start(t)
+	c, err := ssh.Dial("tcp", s.Addr, s.ClientConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s.Stop() // returns although a connection is open
+	sess, err := c.NewSession()
+	if err != nil {
+		t.Fatalf("established connection died with the listener: %v", err)
+	}
+	out, err := sess.Output("echo still here")
+	if err != nil || string(out) != "still here\n" {
+		t.Fatalf("session after Stop = %q, %v", out, err)
+	}
+	s.KillSessions()
+	if err := c.Wait(); err == nil {
+		t.Fatalf("connection survived KillSessions after Stop")
+	}
+}
