@@ -155,16 +155,17 @@ func hintFor(e armError, ec explainContext) string {
 		if m := reAuthScope.FindStringSubmatch(msg); m != nil {
 			scope = m[1]
 		}
-		assignee := ec.clientID
-		if assignee == "" {
-			assignee = "<client-id>"
+		if ns, ok := strings.CutSuffix(action, "/register/action"); ok {
+			// The SDK registers missing resource providers by itself; this identity may not.
+			return fmt.Sprintf("subscription %q is not registered for %s and the identity may not register it: run `az provider register -n %s --subscription %s` once as an owner, or assign Contributor on %s (az role assignment create --assignee %s --role Contributor --scope %s)",
+				ec.subscriptionID, ns, ns, ec.subscriptionID, sub, assigneeOr(ec.clientID), sub)
 		}
 		h := "the identity lacks a role"
 		if action != "" {
 			h = fmt.Sprintf("the identity may not perform %q on %q", action, scope)
 		}
 		return fmt.Sprintf("%s: assign Contributor on %s (az role assignment create --assignee %s --role Contributor --scope %s); new assignments take a few minutes",
-			h, sub, assignee, sub)
+			h, sub, assigneeOr(ec.clientID), sub)
 	case "MissingSubscriptionRegistration":
 		ns := "the resource provider"
 		if m := reNamespace.FindStringSubmatch(msg); m != nil {
@@ -190,6 +191,13 @@ func hintFor(e armError, ec explainContext) string {
 		return fmt.Sprintf("the DNS label %q (the VM name) is taken in %q by another public IP: choose another vm-name, or delete the other public IP", ec.vmName, ec.location)
 	}
 	return ""
+}
+
+func assigneeOr(clientID string) string {
+	if clientID == "" {
+		return "<client-id>"
+	}
+	return clientID
 }
 
 // sizePrefix turns Standard_B2s into B2s for `az vm list-skus --size`, which matches substrings.
