@@ -2,11 +2,16 @@ package bot
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/ghapi"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"runtime/metrics"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -164,3 +169,37 @@ func sampleHeap(stop <-chan struct{}, peak *atomic.Uint64) {
 }
 
 func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
+
+// BenchmarkAckPath is the CPU cost of acknowledging one delivery (verify,
+// triage, de-duplicate, enqueue), without the network.
+func BenchmarkAckPath(b *testing.B) {
+	h, err := NewHandler(Options{Clients: func(context.Context, int64, ghapi.Repo) (GitHub, error) {
+		return nil, errors.New("benchmark: no GitHub")
+	}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := NewServer(h, ServerOptions{Secret: []byte(testSecret), QueueSize: 1 << 16})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Drain(context.Background())
+	body := fixture(b, "issue_comment.created", map[string]any{"comment.body": "/deploy az-nixos", "comment.created_at": time.Now().Format(time.RFC3339)})
+	sig := Sign([]byte(testSecret), body)
+	srv := s.Handler()
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	i := 0
+	for b.Loop() {
+		i++
+		req := httptest.NewRequest("POST", "/webhook", bytes.NewReader(body))
+		req.Header.Set("X-GitHub-Event", "issue_comment")
+		req.Header.Set("X-GitHub-Delivery", strconv.Itoa(i))
+		req.Header.Set("X-Hub-Signature-256", sig)
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, req)
+		if rec.Code != http.StatusAccepted && rec.Code != http.StatusServiceUnavailable {
+			b.Fatalf("status %d: %s", rec.Code, rec.Body)
+		}
+	}
+}

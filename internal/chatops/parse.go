@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/config"
 )
@@ -95,7 +96,14 @@ var deployFlags = []flag{
 // location, size, image and channel (from internal/config, the one place they
 // are defined).
 func Defaults(k Kind) Command {
-	c := Command{Kind: k}
+	c := defaults()
+	c.Kind = k
+	return c
+}
+
+// defaults reads config.Definitions (reflection) once.
+var defaults = sync.OnceValue(func() Command {
+	var c Command
 	for _, in := range config.Definitions() {
 		switch in.Name {
 		case "location":
@@ -109,7 +117,7 @@ func Defaults(k Kind) Command {
 		}
 	}
 	return c
-}
+})
 
 // Parse reads the first line of a comment. It never panics (FuzzParse).
 func Parse(body string) Result {
