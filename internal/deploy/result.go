@@ -78,8 +78,11 @@ func (r Result) Markdown() string {
 		verdict = "failed"
 	}
 	fmt.Fprintf(&b, "## nixos-cloud-deploy: %s `%s` %s\n\n", r.Command, r.VMName, verdict)
+	var details string
 	if r.Err != nil {
-		fmt.Fprintf(&b, "> [!CAUTION]\n> **%s** failed: %s\n", r.FailedStage, mdLine(r.Err.Error()))
+		first, rest, _ := strings.Cut(r.Err.Error(), "\n")
+		details = rest
+		fmt.Fprintf(&b, "> [!CAUTION]\n> **%s** failed: %s\n", r.FailedStage, mdLine(first))
 		if r.Hint != "" {
 			fmt.Fprintf(&b, ">\n> %s\n", mdLine(r.Hint))
 		}
@@ -93,11 +96,18 @@ func (r Result) Markdown() string {
 		}
 	}
 	fmt.Fprintf(&b, "| **total** | | **%s** | |\n", round(r.Total))
-	if r.Outputs.SSHCommand != "" {
+	if strings.TrimSpace(details) != "" {
+		b.WriteString("\n<details><summary>Last output lines</summary>\n\n```\n" + strings.Trim(details, "\n") + "\n```\n\n</details>\n")
+	}
+	if r.Outputs.SSHCommand != "" && r.Err == nil {
 		b.WriteString("\n### Log in\n\n```sh\n" + r.Outputs.SSHCommand + "\n```\n")
 	}
 	if r.Outputs.SSHHostKey != "" {
-		b.WriteString("\nAdd the pinned host key to `~/.ssh/known_hosts` (no trust on first use):\n\n```\n" + r.Outputs.SSHHostKey + "\n```\n")
+		if r.Err != nil {
+			b.WriteString("\nThe VM's pinned host key, for a look by hand:\n\n```\n" + r.Outputs.SSHHostKey + "\n```\n")
+		} else {
+			b.WriteString("\nAdd the pinned host key to `~/.ssh/known_hosts` (no trust on first use):\n\n```\n" + r.Outputs.SSHHostKey + "\n```\n")
+		}
 	}
 	if len(r.Resources) > 0 {
 		if r.Command == "destroy" {

@@ -126,7 +126,6 @@ func (s *state) connect(ctx context.Context) error {
 }
 
 func (s *state) stageWaitSSH(ctx context.Context) (string, error) {
-	t0 := s.now()
 	if s.vmExists {
 		if note, err := s.reachExisting(ctx); err != nil || s.noRoot {
 			return note, err
@@ -139,7 +138,7 @@ func (s *state) stageWaitSSH(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("failed to read /etc/os-release: %w", err)
 	}
 	s.isNixOS = osReleaseID(string(out)) == "nixos"
-	return fmt.Sprintf("ready after %s, host key %s verified", round(s.now().Sub(t0)), sshx.Fingerprint(s.pinned)), nil
+	return fmt.Sprintf("host key %s verified", sshx.Fingerprint(s.pinned)), nil
 }
 
 // reachExisting connects to a VM an earlier run made. Its host key is
@@ -245,10 +244,13 @@ func (s *state) stageInstall(ctx context.Context) (string, error) {
 	s.phases, err = inst.Run(ctx, nixos.Args{Flake: ref, FacterReport: facter, IdentityFile: s.keyFile, ProxyCommand: proxy, Host: s.machine.PublicIP})
 	if err != nil {
 		var re *nixos.RunError
-		if errors.As(err, &re) && re.TimedOut {
+		switch {
+		case errors.As(err, &re) && re.TimedOut:
 			return "", &StageError{Stage: "install", Err: err, Hint: "kexec on Azure can hang (nixos-anywhere issue 400); see the serial log below, and raise install-timeout if the build was just slow"}
+		case errors.As(err, &re) && strings.Contains(strings.ToLower(re.Phase+re.Aborted), "kexec"):
+			return "", &StageError{Stage: "install", Err: err, Hint: "kexec failed: is Secure Boot on (kernel lockdown)? The VM is created with Secure Boot off; for your own image check /sys/kernel/security/lockdown. The serial log below shows what the VM did"}
 		}
-		return "", err
+		return "", &StageError{Stage: "install", Err: err, Hint: "the serial log below shows what the VM did; re-run to try again (resources are reused)"}
 	}
 	ws := s.opts.Env.Workspace
 	if ws == "" {

@@ -1,0 +1,512 @@
+package deploy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/azure"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/config"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/keys"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/nixos"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/plan"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/report"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+const userPub = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl me@laptop"
+
+// harness is one pipeline run's surroundings: the fake cloud, the Actions
+// sink writing to files, the stand-in nixos-anywhere.
+type harness struct {
+	t         *testing.T
+	cloud     *fakeCloud
+	stdout    *syncBuffer
+	output    string
+	summary   string
+	workspace string
+	secrets   []string
+	naEnv     []string
+	naArgv    string
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+	on func(string)
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.on != nil {
+		s.on(string(p))
+	}
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	requireNamespaces(t)
+	dir := t.TempDir()
+	h := &harness{t: t, cloud: newFakeCloud(t), stdout: &syncBuffer{},
+		output: filepath.Join(dir, "output"), summary: filepath.Join(dir, "summary"),
+		workspace: filepath.Join(dir, "workspace"), naArgv: filepath.Join(dir, "na-argv")}
+	if err := os.Mkdir(h.workspace, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h.naEnv = []string{"FAKE_NA_REMOTE=1", "FAKE_NA_ARGV=" + h.naArgv}
+	return h
+}
+
+// options builds the run: inputs as a user gives them, plus the test's
+// endpoints (the forwarder port, the stand-in, this binary as the proxy).
+func (h *harness) options(set map[string]string) Options {
+	t := h.t
+	t.Helper()
+	in, err := config.ReadAction(context.Background(), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.SSHPublicKeys = userPub
+	in.AzureSubID = "00000000-1111-2222-3333-444444444444"
+	in.SSHTimeout = "20s"
+	in.InstallTimeout = "60s"
+	for k, v := range set {
+		if !in.Set(k, v) {
+			t.Fatalf("no input %q", k)
+		}
+	}
+	h.secrets = in.Secrets()
+	cfg, err := config.Parse(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	standIn, err := filepath.Abs("../nixos/testdata/fake-nixos-anywhere/fake-nixos-anywhere.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{"GITHUB_OUTPUT": h.output, "GITHUB_STEP_SUMMARY": h.summary}
+	sink := report.NewActions(func(k string) string { return files[k] }, h.stdout)
+	for _, s := range h.secrets {
+		sink.Mask(s)
+	}
+	return Options{
+		Config:    cfg,
+		Env:       plan.Env{Self: self, Workspace: h.workspace, RunURL: "https://github.com/me/infra/actions/runs/1"},
+		Cloud:     h.cloud,
+		Sink:      sink,
+		Installer: &nixos.Runner{Command: []string{standIn}, Env: append(os.Environ(), h.naEnv...), KillGrace: time.Second},
+		SSHPort:   h.cloud.fwd.port(),
+		TempDir:   t.TempDir(),
+	}
+}
+
+func (h *harness) run(ctx context.Context, opts Options) *Result {
+	h.t.Helper()
+	res := Deploy(ctx, opts)
+	// What the cli does with a result: outputs and the summary.
+	for _, kv := range res.Outputs.Map() {
+		if kv[1] != "" {
+			opts.Sink.Output(kv[0], kv[1])
+		}
+	}
+	opts.Sink.Summary(res.Markdown())
+	return res
+}
+
+func statuses(res *Result) map[string]Status {
+	m := map[string]Status{}
+	for _, s := range res.Stages {
+		m[s.Name] = s.Status
+	}
+	return m
+}
+
+func newKeyPEM(t *testing.T) string {
+	t.Helper()
+	k, err := keys.New(nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(k.PrivatePEM)
+}
+
+func TestDeploySuccessWithFinalize(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	githubKey := strings.ReplaceAll(newKeyPEM(t), "\n", "\r\n") // pasted on Windows
+	deployKey := newKeyPEM(t)
+	opts := h.options(map[string]string{
+		"config-repo": "git@github.com:me/cfg.git", "github-ssh-key": githubKey, "deploy-key": deployKey,
+		"azure-client-secret": "Azure.Client~Secret_value",
+	})
+	res := h.run(context.Background(), opts)
+	if res.Err != nil {
+		t.Fatalf("deploy failed in %s: %v\n%s", res.FailedStage, res.Err, h.stdout)
+	}
+	want := map[string]Status{"plan": StatusOK, "provision": StatusOK, "wait for SSH": StatusOK, "detect disk": StatusOK,
+		"install": StatusOK, "verify": StatusOK, "finalize": StatusOK, "report": StatusOK}
+	if d := cmp.Diff(want, statuses(res)); d != "" {
+		t.Errorf("stages (-want +got):\n%s", d)
+	}
+	vm := h.cloud.vm
+	if got := vm.osReleaseID(t); got != "nixos" {
+		t.Errorf("the VM says ID=%q after the install", got)
+	}
+	// nixos-anywhere went through our proxy, with the detected disk rendered.
+	argv, err := os.ReadFile(h.naArgv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^ProxyCommand=/.*/proxy$`).Match(argv) || !strings.Contains(string(argv), "--copy-host-keys") {
+		t.Errorf("nixos-anywhere argv:\n%s", argv)
+	}
+	// The finalize commands reached the VM, in order.
+	cmds := strings.Join(vm.srv.Commands(), "\n")
+	for _, want := range []string{
+		"nix-channel --add https://nixos.org/channels/nixos-26.05 nixos && nix-channel --update",
+		"install -m 0600 -- /dev/stdin /home/nixos/.ssh/github",
+		"runuser -u nixos -- git clone git@github.com:me/cfg.git /home/nixos/nix-config",
+		"nixos-rebuild switch --flake '/home/nixos/nix-config#az-nixos'",
+	} {
+		if !strings.Contains(cmds, want) {
+			t.Errorf("the VM never ran %q; it ran:\n%s", want, cmds)
+		}
+	}
+	// The GitHub key landed with LF endings and mode 0600.
+	c, err := ssh.Dial("tcp", vm.srv.Addr, vm.srv.ClientConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sess, _ := c.NewSession()
+	out, err := sess.Output("stat -c %a /home/nixos/.ssh/github && cat /home/nixos/.ssh/github")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "600\n" + strings.ReplaceAll(githubKey, "\r\n", "\n"); string(out) != want {
+		t.Errorf("uploaded key:\n%q\nwant\n%q", out, want)
+	}
+	// Outputs and the hardware report.
+	outFile, _ := os.ReadFile(h.output)
+	for _, name := range []string{"fqdn", "public-ip", "resource-group", "vm-id", "ssh-host-key", "ssh-command", "facter-report"} {
+		if !strings.Contains(string(outFile), name+"<<") && !strings.Contains(string(outFile), name+"=") {
+			t.Errorf("output %s not set:\n%s", name, outFile)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(h.workspace, "facter.json")); err != nil {
+		t.Errorf("facter.json not in the workspace: %v", err)
+	}
+	if res.Outputs.SSHHostKey == "" || !strings.HasPrefix(res.Outputs.SSHHostKey, "az-nixos.uksouth.cloudapp.azure.com,127.0.0.1 ssh-ed25519 ") {
+		t.Errorf("ssh-host-key output %q", res.Outputs.SSHHostKey)
+	}
+	// The work directory with the deploy key file is gone.
+	if left, _ := filepath.Glob(filepath.Join(opts.TempDir, "nixos-cloud-deploy-*")); len(left) > 0 {
+		t.Errorf("work directory left behind: %v", left)
+	}
+	assertNoSecrets(t, h, append(h.secrets, deployKey, githubKey, string(h.cloud.lastHostKeyPEM())))
+	golden(t, "success.md", normalize(res))
+}
+
+// assertNoSecrets checks stdout (beyond the mask commands), the summary and
+// the outputs for any line of any secret.
+func assertNoSecrets(t *testing.T, h *harness, secrets []string) {
+	t.Helper()
+	var kept []string
+	for _, l := range strings.Split(h.stdout.String(), "\n") {
+		if !strings.HasPrefix(l, "::add-mask::") {
+			kept = append(kept, l)
+		}
+	}
+	summary, _ := os.ReadFile(h.summary)
+	output, _ := os.ReadFile(h.output)
+	all := strings.Join(kept, "\n") + string(summary) + string(output)
+	for _, s := range secrets {
+		for _, line := range strings.Split(strings.ReplaceAll(s, "\r\n", "\n"), "\n") {
+			line = strings.TrimSpace(line)
+			if len(line) < 8 || strings.HasPrefix(line, "-----") {
+				continue
+			}
+			if strings.Contains(all, line) {
+				t.Errorf("a secret line %q appears in the log, summary or outputs", line)
+			}
+		}
+	}
+}
+
+var (
+	normFingerprint = regexp.MustCompile(`SHA256:[A-Za-z0-9+/]+`)
+	normKey         = regexp.MustCompile(`ssh-ed25519 AAAA[A-Za-z0-9+/=]+`)
+	normPort        = regexp.MustCompile(`127\.0\.0\.1:\d+`)
+	normTmp         = regexp.MustCompile("/tmp/[^\\s'\"`]+")
+)
+
+// normalize renders the summary without what differs from run to run.
+func normalize(res *Result) string {
+	r := *res
+	r.Total = 0
+	r.Stages = append([]StageResult(nil), res.Stages...)
+	for i := range r.Stages {
+		r.Stages[i].Duration = 0
+		r.Stages[i].Phases = append([]nixos.PhaseTiming(nil), r.Stages[i].Phases...)
+		for j := range r.Stages[i].Phases {
+			r.Stages[i].Phases[j].Duration = 0
+		}
+	}
+	s := r.Markdown()
+	s = normFingerprint.ReplaceAllString(s, "SHA256:<fingerprint>")
+	s = normKey.ReplaceAllString(s, "ssh-ed25519 <key>")
+	s = normPort.ReplaceAllString(s, "127.0.0.1:<port>")
+	s = normTmp.ReplaceAllString(s, "<tmp>")
+	return s
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update)", err)
+	}
+	if d := cmp.Diff(string(want), got); d != "" {
+		t.Errorf("%s differs (-want +got):\n%s", path, d)
+	}
+}
+
+// TestDeployFailureInEachStage injects one failure per stage and checks the
+// failed stage, that later stages did not run, the serial log, and the
+// cleanup (or the note on what was left).
+func TestDeployFailureInEachStage(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		stage   string
+		set     map[string]string
+		arrange func(h *harness)
+		wantErr string
+		serial  bool // a VM existed, so the serial log is fetched
+	}{
+		{name: "provision", stage: "provision", arrange: func(h *harness) {
+			h.cloud.provisionErr = &azure.HintError{Err: errors.New("Allocation failed. We do not have sufficient capacity"), Code: "AllocationFailed", Hint: "try another size or location"}
+		}, wantErr: "Allocation failed"},
+		{name: "provision-after-vm", stage: "provision", arrange: func(h *harness) {
+			h.cloud.provisionErr, h.cloud.failAfterVM = errors.New("auto-shutdown schedule: 500 Internal Server Error"), true
+		}, wantErr: "auto-shutdown", serial: true},
+		{name: "wait-host-key", stage: "wait for SSH", arrange: func(h *harness) {
+			other, _ := keys.New(nil, "")
+			h.cloud.vmOpts.hostKeyOverride = other.PrivatePEM
+		}, wantErr: "host key mismatch", serial: true},
+		{name: "detect-disk", stage: "detect disk", arrange: func(h *harness) { h.cloud.vmOpts.failCmd = "findmnt" }, wantErr: "findmnt", serial: true},
+		{name: "install", stage: "install", arrange: func(h *harness) { h.naEnv = append(h.naEnv, "FAKE_NA_MODE=abort") }, wantErr: "Failed to kexec", serial: true},
+		{name: "verify", stage: "verify", arrange: func(h *harness) { h.naEnv = []string{"FAKE_NA_ARGV=" + h.naArgv} }, wantErr: "does not run NixOS", serial: true},
+		{name: "finalize", stage: "finalize", set: map[string]string{"config-repo": "https://github.com/me/cfg"},
+			arrange: func(h *harness) { h.cloud.vmOpts.failCmd = "nixos-rebuild" }, wantErr: `step "nixos-rebuild switch" failed`, serial: true},
+	}
+	for _, tc := range tests {
+		for _, cleanup := range []bool{false, true} {
+			name := tc.name
+			if cleanup {
+				name += "-cleanup"
+			}
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				h := newHarness(t)
+				tc.arrange(h)
+				set := map[string]string{}
+				for k, v := range tc.set {
+					set[k] = v
+				}
+				if cleanup {
+					set["cleanup-on-failure"] = "true"
+				}
+				res := h.run(context.Background(), h.options(set))
+				if res.Err == nil || res.FailedStage != tc.stage || !strings.Contains(res.Err.Error(), tc.wantErr) {
+					t.Fatalf("want %s to fail with %q, got stage %q: %v\n%s", tc.stage, tc.wantErr, res.FailedStage, res.Err, h.stdout)
+				}
+				after := false
+				for _, s := range res.Stages {
+					if after && s.Status != StatusNotRun {
+						t.Errorf("stage %s after the failure: %s", s.Name, s.Status)
+					}
+					if s.Name == tc.stage {
+						after = true
+						if s.Status != StatusFailed {
+							t.Errorf("stage %s: %s, want failed", s.Name, s.Status)
+						}
+					}
+				}
+				if got := res.SerialLog != ""; got != tc.serial {
+					t.Errorf("serial log fetched: %v, want %v", got, tc.serial)
+				}
+				calls := strings.Join(h.cloud.Calls(), "\n")
+				if destroyed := strings.Contains(calls, "destroy "); destroyed != cleanup {
+					t.Errorf("destroy called: %v, want %v; calls:\n%s", destroyed, cleanup, calls)
+				}
+				if cleanup && !strings.Contains(res.Cleanup, "cleanup-on-failure: deleted resource group") {
+					t.Errorf("cleanup note %q", res.Cleanup)
+				}
+				if !cleanup && !strings.Contains(res.Cleanup, "command: destroy") {
+					t.Errorf("without cleanup, the summary must say how to remove what was left: %q", res.Cleanup)
+				}
+				if !cleanup {
+					golden(t, "fail-"+tc.name+".md", normalize(res))
+				}
+				// The report still says what exists.
+				if res.Outputs.ResourceGroup == "" {
+					t.Error("resource-group output missing after a failure")
+				}
+			})
+		}
+	}
+}
+
+func TestDeployCancelledMidInstall(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.naEnv = append(h.naEnv, "FAKE_NA_MODE=hang")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h.stdout.on = func(s string) {
+		if strings.Contains(s, "### Switching system into kexec ###") {
+			cancel() // what SIGTERM does when a run is cancelled
+		}
+	}
+	opts := h.options(nil)
+	done := make(chan *Result, 1)
+	go func() { done <- h.run(ctx, opts) }()
+	var res *Result
+	select {
+	case res = <-done:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the pipeline did not return after cancellation")
+	}
+	if st := statuses(res); st["install"] != StatusCancelled || st["verify"] != StatusNotRun {
+		t.Errorf("stages after cancel: %v", st)
+	}
+	if res.Err == nil || !strings.Contains(res.Err.Error(), "cancelled") {
+		t.Errorf("err %v", res.Err)
+	}
+	// The report still says what exists.
+	if res.Outputs.FQDN == "" || len(res.Resources) == 0 || !strings.Contains(res.Cleanup, "left as it is") {
+		t.Errorf("after cancel: outputs %+v resources %v cleanup %q", res.Outputs, res.Resources, res.Cleanup)
+	}
+}
+
+func TestDeployRerunIsIdempotent(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	set := map[string]string{"deploy-key": newKeyPEM(t), "config-repo": "https://github.com/me/cfg"}
+	first := h.run(context.Background(), h.options(set))
+	if first.Err != nil {
+		t.Fatalf("first run: %v\n%s", first.Err, h.stdout)
+	}
+	vm := h.cloud.vm
+	second := h.run(context.Background(), h.options(set))
+	if second.Err != nil {
+		t.Fatalf("second run: %v\n%s", second.Err, h.stdout)
+	}
+	if h.cloud.vm != vm {
+		t.Error("the second run booted another VM")
+	}
+	want := map[string]Status{"plan": StatusOK, "provision": StatusOK, "wait for SSH": StatusOK, "detect disk": StatusSkipped,
+		"install": StatusSkipped, "verify": StatusOK, "finalize": StatusOK, "report": StatusOK}
+	if d := cmp.Diff(want, statuses(second)); d != "" {
+		t.Errorf("second run stages (-want +got):\n%s", d)
+	}
+	for _, r := range second.Resources {
+		if !strings.HasSuffix(r, "(reused)") {
+			t.Errorf("second run created %s", r)
+		}
+	}
+	if first.Outputs.SSHHostKey != second.Outputs.SSHHostKey {
+		t.Errorf("host key changed between runs:\n%s\n%s", first.Outputs.SSHHostKey, second.Outputs.SSHHostKey)
+	}
+	if cmds := strings.Join(vm.srv.Commands(), "\n"); !strings.Contains(cmds, "git -C /home/nixos/nix-config fetch --prune origin") {
+		t.Errorf("the second finalize did not fetch the existing checkout:\n%s", cmds)
+	}
+}
+
+// TestRerunWithoutRootAccess: a VM an earlier run installed answers with the
+// pinned host key, but this run's fresh deploy key is not authorised.
+func TestRerunWithoutRootAccess(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		nixos   bool
+		wantErr string
+	}{
+		{"nixos", true, ""},
+		{"unfinished-ubuntu", false, "an earlier install did not finish"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t)
+			host, _ := keys.New(nil, "")
+			earlier, _ := keys.New(nil, "")
+			h.cloud.vm = startVM(t, vmOptions{hostKeyPEM: host.PrivatePEM, rootKeys: []ssh.PublicKey{earlier.Public}, nixos: tc.nixos})
+			h.cloud.fwd.setBackend(h.cloud.vm.srv.Addr)
+			h.cloud.exists, h.cloud.hostKeyTag = true, keys.AuthorizedKey(host.Public, "")
+			res := h.run(context.Background(), h.options(nil))
+			if tc.wantErr != "" {
+				if res.Err == nil || !strings.Contains(res.Err.Error(), tc.wantErr) || !strings.Contains(res.Hint, "deploy-key") {
+					t.Fatalf("want %q with a deploy-key hint, got %v (hint %q)", tc.wantErr, res.Err, res.Hint)
+				}
+				return
+			}
+			if res.Err != nil {
+				t.Fatalf("%v\n%s", res.Err, h.stdout)
+			}
+			st := statuses(res)
+			if st["install"] != StatusSkipped || st["verify"] != StatusSkipped || st["provision"] != StatusOK {
+				t.Errorf("stages %v", st)
+			}
+			if !strings.Contains(h.stdout.String(), "::warning::") {
+				t.Error("no warning that install and finalize were skipped")
+			}
+		})
+	}
+}
+
+func TestDestroy(t *testing.T) {
+	t.Parallel()
+	h := &harness{t: t, cloud: &fakeCloud{t: t}, stdout: &syncBuffer{}}
+	sink := report.NewTerminal(h.stdout)
+	cfg := config.Config{VMName: "az-nixos", ResourceGroup: "az-nixos", Location: "uksouth"}
+	res := Destroy(context.Background(), Options{Config: cfg, Cloud: h.cloud, Sink: sink})
+	if res.Err != nil || !strings.Contains(res.Stages[0].Note, "does not exist") {
+		t.Fatalf("missing group: %v %+v", res.Err, res.Stages)
+	}
+	h.cloud.exists = true
+	res = Destroy(context.Background(), Options{Config: cfg, Cloud: h.cloud, Sink: sink})
+	if res.Err != nil || !h.cloud.destroyed || len(res.Resources) != 1 {
+		t.Fatalf("destroy: %v %+v", res.Err, res)
+	}
+}

@@ -1,0 +1,28 @@
+#!/bin/sh
+# sshd's wrapper for a test VM (internal/deploy tests). It runs inside a
+# private mount namespace (unshare --mount) and gives the "VM" what the
+# pipeline reads on a real Azure VM: its own /dev with /dev/disk/by-id, its
+# own /etc/os-release (Ubuntu until the install flips it) and an empty /home.
+# Then it execs sshd, keeping its PID.
+set -eu
+vm=$1
+shift
+mount -t tmpfs -o mode=0755 vmdev "$vm/dev"
+for n in null zero full random urandom tty; do
+  : >"$vm/dev/$n"
+  mount --bind "/dev/$n" "$vm/dev/$n"
+done
+mkdir "$vm/dev/pts"
+mount --bind /dev/pts "$vm/dev/pts"
+ln -s /proc/self/fd "$vm/dev/fd"
+ln -s /proc/self/fd/0 "$vm/dev/stdin"
+ln -s /proc/self/fd/1 "$vm/dev/stdout"
+ln -s /proc/self/fd/2 "$vm/dev/stderr"
+mkdir -p "$vm/dev/disk/by-id"
+# What udev makes for an Azure OS disk on SCSI.
+ln -s ../../sda "$vm/dev/disk/by-id/scsi-3600224803fa8e3c1a6b2b4a0a2e6e6d1"
+ln -s ../../sda1 "$vm/dev/disk/by-id/scsi-3600224803fa8e3c1a6b2b4a0a2e6e6d1-part1"
+mount --rbind "$vm/dev" /dev
+mount --bind "$vm/os-release" /etc/os-release
+mount -t tmpfs -o mode=0755 vmhome /home
+exec "$@"

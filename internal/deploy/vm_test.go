@@ -1,0 +1,299 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/azure"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/sshtest"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/sshx"
+)
+
+// TestMain lets the test binary stand in for the action binary's `proxy`
+// subcommand: nixos-anywhere's ProxyCommand script execs it.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "proxy" {
+		os.Exit(sshx.RunProxy(context.Background(), os.Args[2:], os.Getenv, os.Stdin, os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+const ubuntuOSRelease = `PRETTY_NAME="Ubuntu 24.04.1 LTS"
+NAME="Ubuntu"
+VERSION_ID="24.04"
+ID=ubuntu
+ID_LIKE=debian
+`
+
+// requireNamespaces skips, loudly, where a private mount namespace cannot be
+// made (not root, or no unshare). CI runs as root.
+func requireNamespaces(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("SKIPPED LOUDLY: the test VM needs a private mount namespace, which needs root (CI runs as root)")
+	}
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skip("SKIPPED LOUDLY: unshare (util-linux) not found")
+	}
+}
+
+// testVM is a real sshd in its own mount namespace that looks like a fresh
+// Ubuntu VM on Azure to the pipeline: /etc/os-release, /dev/disk/by-id,
+// findmnt/lsblk, and fakes for the finalize commands (nix-channel,
+// nixos-rebuild, git, runuser, chown) that record what they were asked.
+type testVM struct {
+	srv *sshtest.Server
+	dir string
+}
+
+type vmOptions struct {
+	hostKeyPEM []byte
+	rootKeys   []ssh.PublicKey
+	nixos      bool // answer as an installed NixOS: os-release and no distribution in the SSH banner
+	failCmd    string
+	// hostKeyOverride boots the VM with another host key than the one in
+	// the custom data: a wrong address or a machine in the middle.
+	hostKeyOverride []byte
+}
+
+func startVM(t *testing.T, o vmOptions) *testVM {
+	t.Helper()
+	dir := t.TempDir()
+	for _, d := range []string{"dev"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rel := ubuntuOSRelease
+	if o.nixos {
+		rel = "NAME=NixOS\nID=nixos\nVERSION_ID=\"26.05\"\n"
+	}
+	if err := os.WriteFile(filepath.Join(dir, "os-release"), []byte(rel), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	setup, err := filepath.Abs("testdata/vm-setup.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostKey := o.hostKeyPEM
+	if o.hostKeyOverride != nil {
+		hostKey = o.hostKeyOverride
+	}
+	opts := []sshtest.Option{
+		sshtest.WithHostKeyPEM(hostKey),
+		sshtest.WithAuthorizedKeys(o.rootKeys...),
+		sshtest.WithWrapper("unshare", "--mount", "--propagation", "private", "--", "/bin/sh", setup, dir),
+	}
+	if o.nixos {
+		// NixOS ships OpenSSH as released; Debian's adds itself to the banner.
+		opts = append(opts, sshtest.WithConfig("DebianBanner no"))
+	}
+	srv := sshtest.Start(t, opts...)
+	vm := &testVM{srv: srv, dir: dir}
+	srv.AddExecutable("findmnt", "#!/bin/sh\necho /dev/sda1\n")
+	srv.AddExecutable("lsblk", "#!/bin/sh\ncase \"$*\" in *sda1*) echo sda ;; *) echo ;; esac\n")
+	srv.AddExecutable("runuser", "#!/bin/sh\n# runuser -u USER -- CMD...: run CMD as this user instead\nshift 3\nexec \"$@\"\n")
+	srv.AddExecutable("chown", "#!/bin/sh\nexit 0\n")
+	srv.AddExecutable("nix-channel", "#!/bin/sh\necho \"unpacking channels...\"\n")
+	srv.AddExecutable("git", "#!/bin/sh\nif [ \"$1\" = clone ]; then mkdir -p \"$3/.git\"; echo \"Cloning into '$3'...\"; fi\n")
+	srv.AddExecutable("nixos-rebuild", "#!/bin/sh\necho \"building the system configuration...\"\n")
+	if o.failCmd != "" {
+		srv.AddExecutable(o.failCmd, "#!/bin/sh\necho \""+o.failCmd+": something went wrong\" >&2\nexit 1\n")
+	}
+	return vm
+}
+
+func (vm *testVM) osReleaseID(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(vm.dir, "os-release"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return osReleaseID(string(b))
+}
+
+// forwarder stands in for the VM's public IP: a fixed loopback port, known
+// before the VM exists, that forwards to the VM's sshd once it boots.
+type forwarder struct {
+	ln      net.Listener
+	mu      sync.Mutex
+	backend string
+}
+
+func newForwarder(t *testing.T) *forwarder {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &forwarder{ln: ln}
+	t.Cleanup(func() { ln.Close() })
+	go f.serve()
+	return f
+}
+
+func (f *forwarder) port() int { return f.ln.Addr().(*net.TCPAddr).Port }
+
+func (f *forwarder) setBackend(addr string) {
+	f.mu.Lock()
+	f.backend = addr
+	f.mu.Unlock()
+}
+
+func (f *forwarder) serve() {
+	for {
+		c, err := f.ln.Accept()
+		if err != nil {
+			return
+		}
+		f.mu.Lock()
+		backend := f.backend
+		f.mu.Unlock()
+		if backend == "" {
+			c.Close() // the VM has not booted: nothing answers
+			continue
+		}
+		go func() {
+			defer c.Close()
+			b, err := net.Dial("tcp", backend)
+			if err != nil {
+				return
+			}
+			defer b.Close()
+			go func() { _, _ = io.Copy(b, c); b.(*net.TCPConn).CloseWrite() }()
+			_, _ = io.Copy(c, b)
+		}()
+	}
+}
+
+// fakeCloud is a hand-written Cloud: provisioning "boots" a testVM from the
+// cloud-init custom data the pipeline rendered, as Azure and cloud-init
+// would. Faults are injected per method.
+type fakeCloud struct {
+	t   *testing.T
+	fwd *forwarder
+
+	mu           sync.Mutex
+	calls        []string
+	vm           *testVM
+	exists       bool
+	hostKeyTag   string
+	vmOpts       vmOptions // what the next boot looks like
+	provisionErr error
+	failAfterVM  bool // the VM exists when provisioning fails
+	destroyed    bool
+	rgExists     bool
+	serial       string
+	hostKeyPEM   []byte // the private host key the custom data carried
+}
+
+func (c *fakeCloud) lastHostKeyPEM() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.hostKeyPEM
+}
+
+func newFakeCloud(t *testing.T) *fakeCloud {
+	return &fakeCloud{t: t, fwd: newForwarder(t), serial: "[    0.000000] Linux version 6.8.0-1017-azure\nUbuntu 24.04.1 LTS az-nixos ttyS0\n"}
+}
+
+func (c *fakeCloud) record(s string) {
+	c.mu.Lock()
+	c.calls = append(c.calls, s)
+	c.mu.Unlock()
+}
+
+func (c *fakeCloud) Calls() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.calls...)
+}
+
+func (c *fakeCloud) LookupVM(_ context.Context, rg, vm string) (*azure.VMInfo, error) {
+	c.record("lookup " + rg + "/" + vm)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.exists {
+		return nil, fmt.Errorf("virtual machine %q in resource group %q: %w", vm, rg, azure.ErrNotFound)
+	}
+	return &azure.VMInfo{Name: vm, ResourceGroup: rg, Managed: true, HostKey: c.hostKeyTag, PowerState: "running"}, nil
+}
+
+func (c *fakeCloud) Provision(_ context.Context, s azure.Spec, progress func(azure.Event)) (*azure.Result, error) {
+	c.record("provision " + s.ResourceGroup + "/" + s.VMName)
+	res := &azure.Result{PublicIP: "127.0.0.1", FQDN: s.VMName + "." + s.Location + ".cloudapp.azure.com"}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.rgExists = true // the resource group comes first
+	if c.provisionErr != nil && !c.failAfterVM {
+		progress(azure.Event{Kind: azure.KindVM, Name: s.VMName, Phase: azure.PhaseFailed, Err: c.provisionErr})
+		return res, c.provisionErr
+	}
+	res.VMID = "/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/" + s.ResourceGroup + "/providers/Microsoft.Compute/virtualMachines/" + s.VMName
+	action := azure.ActionReused
+	if !c.exists {
+		action = azure.ActionCreated
+		var ci struct {
+			RootKeys []string          `yaml:"ssh_authorized_keys"`
+			SSHKeys  map[string]string `yaml:"ssh_keys"`
+		}
+		if err := yaml.Unmarshal(s.CustomData, &ci); err != nil {
+			return res, fmt.Errorf("fake cloud: custom data is not YAML: %w", err)
+		}
+		o := c.vmOpts
+		o.hostKeyPEM = []byte(ci.SSHKeys["ed25519_private"])
+		c.hostKeyPEM = o.hostKeyPEM
+		for _, k := range ci.RootKeys {
+			pk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(k))
+			if err != nil {
+				return res, fmt.Errorf("fake cloud: root key %q: %w", k, err)
+			}
+			o.rootKeys = append(o.rootKeys, pk)
+		}
+		c.vm = startVM(c.t, o)
+		c.fwd.setBackend(c.vm.srv.Addr)
+		c.exists = true
+		c.hostKeyTag = s.HostKeyPublic
+	}
+	for _, kind := range []string{azure.KindResourceGroup, azure.KindPublicIP, azure.KindNSG, azure.KindVNet, azure.KindNIC, azure.KindVM} {
+		res.Resources = append(res.Resources, azure.ResourceResult{Kind: kind, Name: s.VMName, Action: action})
+	}
+	if c.provisionErr != nil {
+		return res, c.provisionErr
+	}
+	return res, nil
+}
+
+func (c *fakeCloud) SerialLog(_ context.Context, rg, vm string, tail int) (string, error) {
+	c.record(fmt.Sprintf("serial-log %s/%s %d", rg, vm, tail))
+	return c.serial, nil
+}
+
+func (c *fakeCloud) Destroy(_ context.Context, rg string) (azure.DestroyResult, error) {
+	c.record("destroy " + rg)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.rgExists && !c.exists {
+		return azure.DestroyResult{ResourceGroup: rg, Note: fmt.Sprintf("resource group %q does not exist; nothing to delete", rg)}, nil
+	}
+	c.destroyed, c.exists, c.rgExists = true, false, false
+	return azure.DestroyResult{ResourceGroup: rg, Deleted: true, Resources: []string{"Microsoft.Compute/virtualMachines/az-nixos"}}, nil
+}
+
+var _ Cloud = (*fakeCloud)(nil)
+
+func isStageErr(err error, stage string) bool {
+	var se *StageError
+	return errors.As(err, &se) && se.Stage == stage
+}
