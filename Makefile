@@ -4,7 +4,7 @@ SHELL := /bin/bash
 GO ?= go
 TOOL := $(GO) tool -modfile=tools/go.mod
 
-.PHONY: test deps fmt vet staticcheck unit actionlint nix-parse bench plan
+.PHONY: test deps fmt vet staticcheck unit actionlint nix-parse e2e bench plan
 
 test: deps fmt vet staticcheck actionlint nix-parse unit
 
@@ -28,6 +28,11 @@ actionlint:
 
 nix-parse:
 	@for f in $$(git ls-files '*.nix'); do nix-instantiate --parse "$$f" >/dev/null || { echo "does not parse: $$f"; exit 1; }; done; echo "nix-parse: all .nix files parse"
+
+# The real binary against the ARM emulator and a real sshd in a network
+# namespace; needs root (CI runs as root) and skips loudly otherwise.
+e2e: deps
+	$(GO) test -tags e2e -race -count=1 -v ./test/e2e/...
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
