@@ -292,8 +292,3 @@ func (c *fakeCloud) Destroy(_ context.Context, rg string) (azure.DestroyResult, 
 }
 
 var _ Cloud = (*fakeCloud)(nil)
-
-func isStageErr(err error, stage string) bool {
-	var se *StageError
-	return errors.As(err, &se) && se.Stage == stage
-}
