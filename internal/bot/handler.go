@@ -74,6 +74,10 @@ type Handler struct {
 	// process (events for a run can arrive together and out of order).
 	commentLocks [64]sync.Mutex
 	runLocks     [64]sync.Mutex
+	// runs remembers which recent runs the bot started, so the jobs of
+	// every other workflow in the repository cost no API call. A fast path
+	// only: an unknown run is looked up.
+	runs *runCache
 }
 
 // NewHandler checks the options.
@@ -96,7 +100,7 @@ func NewHandler(o Options) (*Handler, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{o: o}, nil
+	return &Handler{o: o, runs: newRunCache(4096)}, nil
 }
 
 // Outcome says what handling an event did.
@@ -137,18 +141,27 @@ func (h *Handler) HandleEvent(ctx context.Context, event string, payload []byte,
 		if err != nil {
 			return Outcome{}, err
 		}
-		return h.track(ctx, gh, repo, ghapi.RunFrom(e.GetWorkflowRun()), nil, log)
+		run := ghapi.RunFrom(e.GetWorkflowRun())
+		_, _, _, ours := parseRunName(run.Title)
+		h.runs.set(run.ID, ours)
+		return h.track(ctx, gh, repo, run, nil, log)
 	case *github.WorkflowJobEvent:
 		j := e.GetWorkflowJob()
+		if ours, known := h.runs.get(j.GetRunID()); known && !ours {
+			return ignored("a job of run %d, which the bot did not start", j.GetRunID())
+		}
 		repo, gh, err := h.client(ctx, e.GetInstallation().GetID(), e.GetRepo())
 		if err != nil {
 			return Outcome{}, err
 		}
-		// A job carries no run-name: ask for its run.
+		// A job carries no run-name: ask for its run (once; the answer
+		// "not ours" is remembered).
 		run, err := gh.Run(ctx, repo, j.GetRunID())
 		if err != nil {
 			return Outcome{}, err
 		}
+		_, _, _, ours := parseRunName(run.Title)
+		h.runs.set(run.ID, ours)
 		return h.track(ctx, gh, repo, run, jobFrom(j), log)
 	}
 	return ignored("event %q is not handled", event)
@@ -222,7 +235,34 @@ func (h *Handler) triageComment(action, login, userType, body string, created ti
 // call. Server uses it to answer 200 at once for everything else.
 func (h *Handler) Triage(event string, payload []byte) (act bool, reason string) {
 	switch event {
-	case "workflow_run", "workflow_job":
+	case "workflow_run":
+		var head struct {
+			Run struct {
+				ID    int64  `json:"id"`
+				Title string `json:"display_title"`
+			} `json:"workflow_run"`
+		}
+		if err := json.Unmarshal(payload, &head); err != nil {
+			return false, "invalid JSON: " + err.Error()
+		}
+		if _, _, _, ok := parseRunName(head.Run.Title); !ok {
+			h.runs.set(head.Run.ID, false)
+			return false, "not a run the bot started"
+		}
+		h.runs.set(head.Run.ID, true)
+		return true, ""
+	case "workflow_job":
+		var head struct {
+			Job struct {
+				RunID int64 `json:"run_id"`
+			} `json:"workflow_job"`
+		}
+		if err := json.Unmarshal(payload, &head); err != nil {
+			return false, "invalid JSON: " + err.Error()
+		}
+		if ours, known := h.runs.get(head.Job.RunID); known && !ours {
+			return false, "a job of a run the bot did not start"
+		}
 		return true, ""
 	case "issue_comment":
 		var head commentHead
@@ -590,4 +630,39 @@ func (h *Handler) Follow(ctx context.Context, out Outcome, every time.Duration, 
 		case <-t.C:
 		}
 	}
+}
+
+// runCache is a bounded map of run id to "started by the bot".
+type runCache struct {
+	mu   sync.Mutex
+	m    map[int64]bool
+	ring []int64
+	next int
+}
+
+func newRunCache(n int) *runCache {
+	return &runCache{m: make(map[int64]bool, n), ring: make([]int64, n)}
+}
+
+func (c *runCache) get(id int64) (ours, known bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ours, known = c.m[id]
+	return ours, known
+}
+
+func (c *runCache) set(id int64, ours bool) {
+	if id == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[id]; !ok {
+		if old := c.ring[c.next]; old != 0 {
+			delete(c.m, old)
+		}
+		c.ring[c.next] = id
+		c.next = (c.next + 1) % len(c.ring)
+	}
+	c.m[id] = ours
 }

@@ -104,6 +104,9 @@ func TestIgnoredDeliveriesAnswerAtOnce(t *testing.T) {
 		{"issue_comment", fixture(t, "issue_comment.created", map[string]any{"comment.body": "/deploy az-nixos", "comment.user.type": "Bot"}), "ignored: comment by a bot"},
 		{"issue_comment", stale, "ignored: stale comment"},
 		{"push", []byte(`{}`), `ignored: event "push" is not handled`},
+		// CI runs of the repository: the run and then its jobs cost nothing.
+		{"workflow_run", fixture(t, "workflow_run.requested", nil), "ignored: not a run the bot started"},
+		{"workflow_job", fixture(t, "workflow_job.queued", map[string]any{"workflow_job.run_id": 289782451}), "ignored: a job of a run the bot did not start"},
 		{"ping", []byte(`{"zen":"Design for failure."}`), "pong"},
 	}
 	for _, tc := range tests {
@@ -113,8 +116,10 @@ func TestIgnoredDeliveriesAnswerAtOnce(t *testing.T) {
 		}
 	}
 	settle(t, s)
-	if n := e.gh.Calls("GET /repos/{owner}/{repo}/collaborators/{user}/permission"); n != 0 {
-		t.Errorf("%d API calls for ignored deliveries", n)
+	for _, route := range []string{"GET /repos/{owner}/{repo}/collaborators/{user}/permission", "GET /repos/{owner}/{repo}/actions/runs/{id}"} {
+		if n := e.gh.Calls(route); n != 0 {
+			t.Errorf("%d calls to %s for ignored deliveries", n, route)
+		}
 	}
 }
 
@@ -159,7 +164,8 @@ func TestFullQueueAndDrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	s, wc := startServer(t, h, ServerOptions{Workers: 1, QueueSize: 1})
-	run := fixture(t, "workflow_run.requested", nil) // triage passes it without API calls
+	// Triage passes a bot run without API calls.
+	run := fixture(t, "workflow_run.requested", map[string]any{"workflow_run.display_title": "deploy az-nixos [i1-c2]"})
 	if code, _ := wc.send(t, "workflow_run", "a", run, nil); code != http.StatusAccepted {
 		t.Fatalf("first: %d", code)
 	}
