@@ -111,9 +111,9 @@ func WaitReady(ctx context.Context, t Target, opts WaitOptions) (*Client, error)
 		timer    = time.NewTimer(0)
 	)
 	defer timer.Stop()
-	failed := func(err error) {
+	failed := func(err error, connected bool) {
 		last = err
-		if k := failureKind(err); k != lastKind {
+		if k := failureKind(err, connected); k != lastKind {
 			lastKind = k
 			opts.Logf("ssh %s: %s (attempt %d, %s), still waiting", t.Addr, k, attempts, time.Since(start).Round(time.Millisecond))
 		}
@@ -137,7 +137,7 @@ func WaitReady(ctx context.Context, t Target, opts WaitOptions) (*Client, error)
 		case r := <-results:
 			inFlight--
 			if r.err != nil {
-				failed(fmt.Errorf("failed to connect to %q: %w", t.Addr, r.err))
+				failed(fmt.Errorf("failed to connect to %q: %w", t.Addr, r.err), false)
 				continue
 			}
 			hctx, cancel := context.WithTimeout(ctx, opts.HandshakeTimeout)
@@ -153,7 +153,7 @@ func WaitReady(ctx context.Context, t Target, opts WaitOptions) (*Client, error)
 			if ctx.Err() != nil {
 				return nil, waitEnded(ctx, t.Addr, start, attempts, last)
 			}
-			failed(err)
+			failed(err, true)
 			next = time.Now().Add(retry.step())
 		}
 	}
@@ -190,17 +190,20 @@ func drain(results <-chan probeResult, n int) {
 	}
 }
 
-// failureKind names a failure for progress logs.
-func failureKind(err error) string {
+// failureKind names a failure for progress logs; connected tells TCP connected.
+func failureKind(err error, connected bool) string {
 	var auth *AuthError
 	var netErr net.Error
+	timeout := errors.As(err, &netErr) && netErr.Timeout() || errors.Is(err, context.DeadlineExceeded)
 	switch {
 	case errors.As(err, &auth):
 		return "key refused"
-	case isRefused(err):
+	case !connected && isRefused(err):
 		return "port closed"
-	case errors.As(err, &netErr) && netErr.Timeout():
+	case !connected && timeout:
 		return "no answer (port filtered or host down)"
+	case connected && timeout:
+		return "no SSH answer in time (TCP connected)"
 	default:
 		return err.Error()
 	}

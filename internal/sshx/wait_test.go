@@ -135,3 +135,27 @@ func TestWaitReadyCanceled(t *testing.T) {
 		t.Fatalf("WaitReady after cancel: err = %v, want context.Canceled and no TimeoutError", err)
 	}
 }
+
+// A server that accepts TCP but stays silent (an overloaded VM, a half-up network path) costs one
+// handshake timeout per attempt, and is found once it answers.
+func TestWaitReadyRetriesSilentServer(t *testing.T) {
+	t.Parallel()
+	s := sshtest.Start(t)
+	r := sshtest.NewRelay(t, s.Addr)
+	r.Freeze()
+	tg := target(s)
+	tg.Addr = r.Addr
+	var l logs
+	go func() {
+		time.Sleep(700 * time.Millisecond)
+		r.Thaw()
+	}()
+	c, err := sshx.WaitReady(testCtx(t), tg, sshx.WaitOptions{Timeout: 30 * time.Second, HandshakeTimeout: 300 * time.Millisecond, Logf: l.logf})
+	if err != nil {
+		t.Fatalf("WaitReady: %v", err)
+	}
+	c.Close()
+	if !strings.Contains(l.String(), "no SSH answer in time") {
+		t.Errorf("progress log does not mention the handshake timeout:\n%s", l.String())
+	}
+}
