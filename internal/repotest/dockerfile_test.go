@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -250,10 +251,10 @@ func builderProblems(st stage, add func(instruction, string, ...any)) []string {
 				add(in, "missing %s", flag)
 			}
 		}
-		for _, pkg := range []string{"./cmd/action", "./cmd/bot"} {
-			if !strings.Contains(in.Args, pkg) {
-				add(in, "does not build %s", pkg)
-			}
+	}
+	for _, pkg := range dockerBuildTargets {
+		if !slices.ContainsFunc(builds, func(in instruction) bool { return strings.Contains(in.Args, pkg) }) {
+			problems = append(problems, fmt.Sprintf("builder stage: no go build of %s", pkg))
 		}
 	}
 	return problems
@@ -373,6 +374,9 @@ func TestDockerfileChecksCanFail(t *testing.T) {
 		{"old go", func(t *testing.T, s string) string {
 			return mustReplace(t, s, "golang:"+want.GoVersion, "golang:1.25.1")
 		}, "but go.mod says"},
+		{"bot not built", func(t *testing.T, s string) string {
+			return strings.ReplaceAll(s, "./cmd/bot", "./cmd/action")
+		}, "no go build of ./cmd/bot"},
 		{"no version", func(t *testing.T, s string) string {
 			return strings.ReplaceAll(s, "internal/cli.Version=", "internal/cli.version=")
 		}, "cli.Version="},

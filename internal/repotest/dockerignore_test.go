@@ -202,7 +202,9 @@ func dockerignoreProblems(src string, inputs []string) []string {
 // dockerBuildTargets are the packages the Dockerfile's builder compiles.
 var dockerBuildTargets = []string{"./cmd/action", "./cmd/bot"}
 
-func TestDockerignoreKeepsBuildInputs(t *testing.T) {
+// TestDockerBuildTargetsAndContext: the commands the builder compiles are
+// main packages, and every file their build reads is in the build context.
+func TestDockerBuildTargetsAndContext(t *testing.T) {
 	t.Parallel()
 	inputs, problems := buildInputs(t, dockerBuildTargets)
 	reportProblems(t, "Dockerfile", problems)
