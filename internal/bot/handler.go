@@ -9,6 +9,7 @@
 package bot
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -209,6 +210,35 @@ type commentHead struct {
 	} `json:"comment"`
 }
 
+// decodeCommentHead reads the top-level "action" and "comment" and stops
+// there: the rest of the payload (repository, sender: most of its bytes) is
+// not even scanned on the request path. The worker parses it all.
+func decodeCommentHead(payload []byte) (commentHead, error) {
+	var head commentHead
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return head, fmt.Errorf("not a JSON object")
+	}
+	var haveAction, haveComment bool
+	for dec.More() && !(haveAction && haveComment) {
+		t, err := dec.Token()
+		if err != nil {
+			return head, err
+		}
+		var dst any = new(json.RawMessage)
+		switch t {
+		case "action":
+			dst, haveAction = &head.Action, true
+		case "comment":
+			dst, haveComment = &head.Comment, true
+		}
+		if err := dec.Decode(dst); err != nil {
+			return head, err
+		}
+	}
+	return head, nil
+}
+
 func (h *Handler) triageComment(action, login, userType, body string, created time.Time) (chatops.Result, string) {
 	switch {
 	case action != "created":
@@ -265,8 +295,8 @@ func (h *Handler) Triage(event string, payload []byte) (act bool, reason string)
 		}
 		return true, ""
 	case "issue_comment":
-		var head commentHead
-		if err := json.Unmarshal(payload, &head); err != nil {
+		head, err := decodeCommentHead(payload)
+		if err != nil {
 			return false, "invalid JSON: " + err.Error()
 		}
 		c := head.Comment

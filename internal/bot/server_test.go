@@ -2,6 +2,7 @@ package bot
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
@@ -223,5 +224,25 @@ func TestServeShutsDownAndDrains(t *testing.T) {
 	// Accepted work was finished before Serve returned.
 	if n := len(e.gh.Dispatches(testRepo)); n != 1 {
 		t.Errorf("%d dispatches after shutdown, want 1", n)
+	}
+}
+
+func TestDecodeCommentHeadMatchesFullDecode(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"issue_comment.created", "issue_comment.edited", "issue_comment.deleted"} {
+		payload := fixture(t, name, nil)
+		var want commentHead
+		if err := json.Unmarshal(payload, &want); err != nil {
+			t.Fatal(err)
+		}
+		got, err := decodeCommentHead(payload)
+		if err != nil || got != want {
+			t.Errorf("%s: decodeCommentHead() = %+v, %v; want %+v", name, got, err, want)
+		}
+	}
+	for _, bad := range []string{``, `[]`, `{"action":`, `{"comment":{"body":1}}`, `null`} {
+		if _, err := decodeCommentHead([]byte(bad)); err == nil {
+			t.Errorf("decodeCommentHead(%q) accepted", bad)
+		}
 	}
 }
