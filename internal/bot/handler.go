@@ -510,6 +510,11 @@ func (h *Handler) dispatchFailed(ctx context.Context, gh GitHub, out Outcome, st
 
 // track updates the status comment of the run's triggering comment.
 func (h *Handler) track(ctx context.Context, gh GitHub, repo ghapi.Repo, run ghapi.Run, job *jobInfo, log *slog.Logger) (Outcome, error) {
+	return h.trackNote(ctx, gh, repo, run, job, "", log)
+}
+
+// trackNote is track with a closing remark under the status.
+func (h *Handler) trackNote(ctx context.Context, gh GitHub, repo ghapi.Repo, run ghapi.Run, job *jobInfo, note string, log *slog.Logger) (Outcome, error) {
 	vm, issue, comment, ok := parseRunName(run.Title)
 	if !ok {
 		return ignored("run %d %q was not started by the bot", run.ID, run.Title)
@@ -539,6 +544,7 @@ func (h *Handler) track(ctx context.Context, gh GitHub, repo ghapi.Repo, run gha
 		return out, nil
 	}
 	next := old.withRun(run, job)
+	next.Note = note
 	if stateRank(next.State) < stateRank(old.State) {
 		// Events arrive out of order; a comment never goes back.
 		out.Ignored = fmt.Sprintf("stale event: %s after %s", next.State, old.State)
@@ -643,7 +649,8 @@ func (h *Handler) Follow(ctx context.Context, out Outcome, every time.Duration, 
 		run, err := gh.Run(ctx, out.Repo, out.RunID)
 		switch {
 		case err != nil && ctx.Err() != nil:
-			return ghapi.Run{}, ctx.Err()
+			h.stoppedFollowing(ctx, gh, out, log)
+			return ghapi.Run{}, fmt.Errorf("stopped following run %d: %w", out.RunID, ctx.Err())
 		case err != nil:
 			log.Warn("failed to poll the run; retrying", "run", out.RunID, "err", err)
 		default:
@@ -656,9 +663,31 @@ func (h *Handler) Follow(ctx context.Context, out Outcome, every time.Duration, 
 		}
 		select {
 		case <-ctx.Done():
+			h.stoppedFollowing(ctx, gh, out, log)
 			return ghapi.Run{}, fmt.Errorf("stopped following run %d: %w", out.RunID, ctx.Err())
 		case <-t.C:
 		}
+	}
+}
+
+// stoppedFollowing says in the status comment that nobody updates it any
+// more (BOT_POLL_TIMEOUT, or the job was cancelled); the run goes on.
+func (h *Handler) stoppedFollowing(ctx context.Context, gh GitHub, out Outcome, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	run, err := gh.Run(ctx, out.Repo, out.RunID)
+	if err != nil {
+		log.Warn("failed to get the run to close the status comment", "err", err)
+		return
+	}
+	if run.Completed() {
+		_, err = h.track(ctx, gh, out.Repo, run, nil, log)
+	} else {
+		note := fmt.Sprintf("The bot stopped following this run at %s UTC; the run goes on, and its page shows how it ends.", h.o.Now().UTC().Format("2006-01-02 15:04"))
+		_, err = h.trackNote(ctx, gh, out.Repo, run, nil, note, log)
+	}
+	if err != nil {
+		log.Warn("failed to close the status comment", "err", err)
 	}
 }
 

@@ -483,3 +483,31 @@ func TestRunNameRoundTrip(t *testing.T) {
 	}
 	_ = ghapi.Run{}
 }
+
+// TestFollowGivesUpVisibly: when following ends (BOT_POLL_TIMEOUT, or the
+// chatops job is cancelled) before the run does, the status comment says
+// that nobody updates it any more.
+func TestFollowGivesUpVisibly(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	_, payload := e.comment("/deploy az-nixos", time.Minute)
+	out, err := e.h.HandleEvent(ctx, "issue_comment", payload, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.gh.SetRun(testRepo, out.RunID, "in_progress", "", e.now)
+	fctx, cancel := context.WithCancel(ctx)
+	go func() {
+		for e.gh.Calls("GET /repos/{owner}/{repo}/actions/runs/{id}") < 2 {
+			time.Sleep(time.Millisecond)
+		}
+		cancel()
+	}()
+	if _, err := e.h.Follow(fctx, out, time.Millisecond, nil); err == nil {
+		t.Fatal("Follow() returned no error after its context ended")
+	}
+	bc := e.botComments()
+	if len(bc) != 1 || !strings.Contains(bc[0].Body, "The bot stopped following this run") || !strings.Contains(bc[0].Body, "in progress") {
+		t.Fatalf("bot comments = %+v", bc)
+	}
+}

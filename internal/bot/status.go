@@ -71,6 +71,7 @@ type status struct {
 	Job, Step string
 	Duration  time.Duration
 	Detail    string // conclusion or error
+	Note      string // a closing remark, such as the bot giving up following
 }
 
 var markerKeys = []string{"comment", "run", "vm", "command", "location", "size", "image", "channel", "user", "state"}
@@ -221,7 +222,7 @@ func (s status) render() string {
 	case stateDispatching:
 		fmt.Fprintf(&b, "### ⏳ %s `%s`: starting\n\nDispatching the `deploy` workflow…\n", v[0], s.VM)
 	case stateQueued:
-		fmt.Fprintf(&b, "### ⏳ %s `%s`: queued\n\nWaiting for a runner: %s.\n", v[0], s.VM, run)
+		fmt.Fprintf(&b, "### ⏳ %s `%s`: queued\n\nWaiting for a runner (or for an earlier run for this VM): %s.\n", v[0], s.VM, run)
 	case stateInProgress:
 		fmt.Fprintf(&b, "### 🔄 %s `%s`: in progress\n\n", v[0], s.VM)
 		if s.Job != "" {
@@ -254,6 +255,9 @@ func (s status) render() string {
 		fmt.Fprintf(&b, "| Location, size | `%s`, `%s` |\n| Image | `%s` |\n| Channel | `%s` |\n", s.Location, s.Size, s.Image, s.Channel)
 	}
 	fmt.Fprintf(&b, "| Asked by | @%s |\n", s.User)
+	if s.Note != "" {
+		fmt.Fprintf(&b, "\n_%s_\n", s.Note)
+	}
 	return b.String()
 }
 
