@@ -2,6 +2,9 @@ package sshx_test
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
 	"flag"
 	"io"
 	"os"
@@ -199,6 +202,18 @@ func TestRunProxyUsage(t *testing.T) {
 	if err := os.WriteFile(hkFile, []byte(sshx.KnownHostsLine(s.Addr, s.HostKey)+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKeyWithPassphrase(priv, "", []byte("pass"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	encrypted := filepath.Join(t.TempDir(), "encrypted_key")
+	if err := os.WriteFile(encrypted, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name     string
 		args     []string
@@ -206,6 +221,7 @@ func TestRunProxyUsage(t *testing.T) {
 		wantCode int
 		wantErr  string
 	}{
+		{"encrypted identity", []string{"--addr", s.Addr, "--identity", encrypted, "--host-key", hk}, nil, 2, "passphrase-protected"},
 		{"nothing", nil, nil, 2, "are required"},
 		{"both host key flags", []string{"--addr", s.Addr, "--identity", s.ClientKeyFile, "--host-key", hk, "--host-key-file", hkFile}, nil, 2, "exactly one"},
 		{"bad host key", []string{"--addr", s.Addr, "--identity", s.ClientKeyFile, "--host-key", "nonsense"}, nil, 2, "failed to parse host key"},
