@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -114,7 +115,48 @@ func transport(t http.RoundTripper) http.RoundTripper {
 	if t == nil {
 		t = http.DefaultTransport
 	}
-	return drain{t}
+	return drain{retry{next: t, wait: time.Second}}
+}
+
+// retry repeats idempotent requests (GET, PATCH of a comment body, DELETE)
+// that met a 5xx or a secondary rate limit, twice, after Retry-After (at
+// most 10 s) or a growing pause. A dispatch or a new comment is never
+// repeated: a retry could run the deploy twice.
+type retry struct {
+	next http.RoundTripper
+	wait time.Duration
+}
+
+func (rt retry) RoundTrip(r *http.Request) (*http.Response, error) {
+	idempotent := r.Method == "GET" || r.Method == "PATCH" || r.Method == "DELETE" || r.Method == "HEAD"
+	for attempt := 0; ; attempt++ {
+		resp, err := rt.next.RoundTrip(r)
+		if !idempotent || attempt == 2 || err != nil || !(resp.StatusCode >= 500 || resp.StatusCode == 429) {
+			return resp, err
+		}
+		if r.Body != nil && r.GetBody == nil {
+			return resp, nil
+		}
+		pause := rt.wait << attempt
+		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
+			pause = min(time.Duration(s)*time.Second, 10*time.Second)
+		}
+		_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
+		resp.Body.Close()
+		select {
+		case <-r.Context().Done():
+			return nil, r.Context().Err()
+		case <-time.After(pause):
+		}
+		if r.GetBody != nil {
+			body, err := r.GetBody()
+			if err != nil {
+				return nil, err
+			}
+			r = r.Clone(r.Context())
+			r.Body = body
+		}
+	}
 }
 
 // drain reads what go-github leaves of a response body (it decodes the JSON

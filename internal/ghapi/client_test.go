@@ -188,3 +188,31 @@ func TestBadAppKeyIsNotEchoed(t *testing.T) {
 		t.Fatalf("NewProvider() error = %v", err)
 	}
 }
+
+func TestRetriesOnlyIdempotentRequests(t *testing.T) {
+	t.Parallel()
+	srv, c := newClient(t, "")
+	srv.FailNext("GET /repos/{owner}/{repo}", 502)
+	if b, err := c.DefaultBranch(context.Background(), repo); err != nil || b != "main" {
+		t.Fatalf("DefaultBranch() after a 502 = %q, %v; want a retried success", b, err)
+	}
+	if n := srv.Calls("GET /repos/{owner}/{repo}"); n != 2 {
+		t.Errorf("%d GETs, want 2", n)
+	}
+	cm := srv.AddComment("octo-org/infra", 1, "someone", "hi", time.Now())
+	srv.FailNext("PATCH /repos/{owner}/{repo}/issues/comments/{id}", 503)
+	if err := c.EditComment(context.Background(), repo, cm.ID, "edited"); err != nil {
+		t.Fatalf("EditComment() after a 503: %v", err)
+	}
+	if got := srv.Comments("octo-org/infra", 1)[0].Body; got != "edited" {
+		t.Errorf("comment body %q after the retried edit", got)
+	}
+	route := "POST /repos/{owner}/{repo}/actions/workflows/{file}/dispatches"
+	srv.FailNext(route, 502)
+	if _, err := c.Dispatch(context.Background(), repo, ghapi.DispatchRequest{Workflow: "deploy.yml", Ref: "main", CorrelationID: "x"}); ghapi.StatusCode(err) != 502 {
+		t.Fatalf("Dispatch() error = %v, want the 502", err)
+	}
+	if n := srv.Calls(route); n != 1 {
+		t.Errorf("%d dispatch requests, want 1: a dispatch is never repeated", n)
+	}
+}

@@ -159,6 +159,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, pattern string, h
 	s.calls[pattern]++
 	if code, ok := s.fail[pattern]; ok {
 		delete(s.fail, pattern)
+		w.Header().Set("Retry-After", "0")
 		writeJSON(w, code, map[string]string{"message": "injected failure"})
 		return
 	}
