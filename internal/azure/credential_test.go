@@ -1,0 +1,269 @@
+package azure
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/google/go-cmp/cmp"
+)
+
+// fakeEntra is a Microsoft Entra token endpoint over TLS: OpenID discovery plus the
+// client-credentials grant. It records each token request's form.
+type fakeEntra struct {
+	srv   *httptest.Server
+	mu    sync.Mutex
+	forms []map[string]string
+	paths []string
+}
+
+func newFakeEntra(t *testing.T) *fakeEntra {
+	e := &fakeEntra{}
+	e.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		base := "https://" + r.Host
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/v2.0/.well-known/openid-configuration"), strings.HasSuffix(r.URL.Path, "/.well-known/openid-configuration"):
+			tenant := strings.Split(strings.Trim(r.URL.Path, "/"), "/")[0]
+			json.NewEncoder(w).Encode(map[string]string{
+				"token_endpoint":         base + "/" + tenant + "/oauth2/v2.0/token",
+				"authorization_endpoint": base + "/" + tenant + "/oauth2/v2.0/authorize",
+				"issuer":                 base + "/" + tenant + "/v2.0",
+			})
+		case strings.HasSuffix(r.URL.Path, "/oauth2/v2.0/token"):
+			if err := r.ParseForm(); err != nil {
+				http.Error(w, err.Error(), 400)
+				return
+			}
+			form := map[string]string{}
+			for k := range r.PostForm {
+				form[k] = r.PostForm.Get(k)
+			}
+			e.mu.Lock()
+			e.forms = append(e.forms, form)
+			e.paths = append(e.paths, r.URL.Path)
+			n := len(e.forms)
+			e.mu.Unlock()
+			if form["client_secret"] == "wrong-secret-8f3a" || form["client_assertion"] == "rejected" {
+				w.WriteHeader(http.StatusUnauthorized)
+				fmt.Fprint(w, `{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided."}`)
+				return
+			}
+			fmt.Fprintf(w, `{"token_type":"Bearer","expires_in":3600,"access_token":"access-%d"}`, n)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(e.srv.Close)
+	return e
+}
+
+func (e *fakeEntra) cloud() ResolvedCloud {
+	return ResolvedCloud{Name: CloudStack, DisableInstanceDiscovery: true, Configuration: cloud.Configuration{
+		ActiveDirectoryAuthorityHost: e.srv.URL + "/",
+		Services:                     map[cloud.ServiceName]cloud.ServiceConfiguration{cloud.ResourceManager: {Endpoint: "https://arm.example", Audience: "https://arm.example"}},
+	}}
+}
+
+func (e *fakeEntra) options() *CredentialOptions {
+	return &CredentialOptions{ClientOptions: azcore.ClientOptions{Transport: e.srv.Client()}}
+}
+
+// fakeGitHubOIDC serves ACTIONS_ID_TOKEN_REQUEST_URL and counts the ID tokens it hands out.
+func fakeGitHubOIDC(t *testing.T) (*OIDCSource, *int, *sync.Mutex) {
+	var (
+		mu sync.Mutex
+		n  int
+	)
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer request-token" {
+			http.Error(w, "bad request token", http.StatusUnauthorized)
+			return
+		}
+		if got := r.URL.Query().Get("audience"); got != OIDCAudience {
+			http.Error(w, "audience "+got, http.StatusBadRequest)
+			return
+		}
+		if r.URL.Query().Get("api-version") != "2.0" {
+			http.Error(w, "lost api-version", http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		n++
+		fmt.Fprintf(w, `{"count":1,"value":"gh-id-token-%d"}`, n)
+		mu.Unlock()
+	}))
+	t.Cleanup(srv.Close)
+	return &OIDCSource{RequestURL: srv.URL + "/token?api-version=2.0", RequestToken: "request-token", HTTPClient: srv.Client()}, &n, &mu
+}
+
+func TestNewCredentialOIDCFetchesFreshIDTokenPerExchange(t *testing.T) {
+	t.Parallel()
+	entra := newFakeEntra(t)
+	src, n, mu := fakeGitHubOIDC(t)
+	cred, method, err := NewCredential(context.Background(), entra.cloud(), Credentials{
+		ClientID: "app-id", TenantID: "tenant-id", ClientSecret: "also-set", OIDC: src,
+	}, entra.options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if method != MethodOIDC {
+		t.Fatalf("method = %q, want %q (OIDC comes before a client secret)", method, MethodOIDC)
+	}
+	for _, scope := range []string{"https://arm.example/.default", "https://other.example/.default"} {
+		if _, err := cred.GetToken(context.Background(), policy.TokenRequestOptions{Scopes: []string{scope}}); err != nil {
+			t.Fatalf("GetToken(%s): %v", scope, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if *n != 2 {
+		t.Errorf("GitHub ID tokens fetched = %d, want 2 (one per Entra exchange)", *n)
+	}
+	var assertions []string
+	for _, f := range entra.forms {
+		assertions = append(assertions, f["client_assertion"])
+		if f["client_secret"] != "" {
+			t.Error("client secret sent alongside the OIDC assertion")
+		}
+	}
+	if d := cmp.Diff([]string{"gh-id-token-1", "gh-id-token-2"}, assertions); d != "" {
+		t.Errorf("assertions (-want +got):\n%s", d)
+	}
+	if !strings.HasPrefix(entra.paths[0], "/tenant-id/") {
+		t.Errorf("token path = %q, want the tenant", entra.paths[0])
+	}
+}
+
+func TestNewCredentialSelection(t *testing.T) {
+	t.Parallel()
+	oidc := &OIDCSource{Fetch: func(context.Context, string) (string, error) { return "x", nil }}
+	tests := []struct {
+		name    string
+		creds   Credentials
+		want    string
+		wantErr string
+	}{
+		{"oidc", Credentials{ClientID: "a", TenantID: "t", OIDC: oidc}, MethodOIDC, ""},
+		{"oidc before secret", Credentials{ClientID: "a", TenantID: "t", OIDC: oidc, ClientSecret: "s"}, MethodOIDC, ""},
+		{"secret", Credentials{ClientID: "a", TenantID: "t", ClientSecret: "s"}, MethodClientSecret, ""},
+		{"secret when oidc source is empty", Credentials{ClientID: "a", TenantID: "t", ClientSecret: "s", OIDC: &OIDCSource{}}, MethodClientSecret, ""},
+		{"default when nothing is set", Credentials{}, MethodDefault, ""},
+		{"default when oidc lacks ids", Credentials{OIDC: oidc}, MethodDefault, ""},
+		{"secret without tenant", Credentials{ClientID: "a", ClientSecret: "s"}, "", "azure-client-secret is set but azure-tenant-id is missing"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, method, err := NewCredential(context.Background(), ResolvedCloud{Configuration: cloud.AzurePublic}, tc.creds, nil)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				if strings.Contains(err.Error(), "\"s\"") {
+					t.Error("error contains the secret")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if method != tc.want {
+				t.Errorf("method = %q, want %q", method, tc.want)
+			}
+		})
+	}
+}
+
+func TestNewCredentialErrorsSayWhatToConfigure(t *testing.T) {
+	t.Parallel()
+	entra := newFakeEntra(t)
+	const subject = "repo:octo/infra:environment:prod"
+	tests := []struct {
+		name  string
+		creds Credentials
+		want  []string
+	}{
+		{
+			name: "oidc rejected",
+			creds: Credentials{ClientID: "app-id", TenantID: "tenant-id", Subject: subject,
+				OIDC: &OIDCSource{Fetch: func(context.Context, string) (string, error) { return "rejected", nil }}},
+			want: []string{"failed to get Azure token with oidc credential", `subject "` + subject + `"`, "https://token.actions.githubusercontent.com"},
+		},
+		{
+			name:  "secret rejected",
+			creds: Credentials{ClientID: "app-id", TenantID: "tenant-id", ClientSecret: "wrong-secret-8f3a"},
+			want:  []string{"failed to get Azure token with client-secret credential", `has not expired`},
+		},
+		{
+			name: "github token unavailable",
+			creds: Credentials{ClientID: "app-id", TenantID: "tenant-id", Subject: subject,
+				OIDC: &OIDCSource{Fetch: func(context.Context, string) (string, error) { return "", errors.New("no id-token permission") }}},
+			want: []string{"no id-token permission", subject},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cred, _, err := NewCredential(context.Background(), entra.cloud(), tc.creds, entra.options())
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = cred.GetToken(context.Background(), policy.TokenRequestOptions{Scopes: []string{"https://arm.example/.default"}})
+			var he *HintError
+			if !errors.As(err, &he) {
+				t.Fatalf("err = %v, want HintError", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+			if strings.Contains(err.Error(), "wrong-secret-8f3a") {
+				t.Error("error contains the client secret")
+			}
+		})
+	}
+}
+
+func TestDefaultHintMentionsSubject(t *testing.T) {
+	t.Parallel()
+	h := defaultHint(Credentials{Subject: "repo:o/r:ref:refs/heads/main"})
+	for _, w := range []string{"id-token: write", `"repo:o/r:ref:refs/heads/main"`, "az login"} {
+		if !strings.Contains(h, w) {
+			t.Errorf("hint %q lacks %q", h, w)
+		}
+	}
+}
+
+func TestNewCredentialADFSUsesTenantADFS(t *testing.T) {
+	t.Parallel()
+	entra := newFakeEntra(t)
+	rc := entra.cloud()
+	rc.ADFS = true
+	cred, _, err := NewCredential(context.Background(), rc, Credentials{ClientID: "a", TenantID: "t", ClientSecret: "s"}, entra.options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cred.GetToken(context.Background(), policy.TokenRequestOptions{Scopes: []string{"https://arm.example/.default"}}); err != nil {
+		t.Fatal(err)
+	}
+	entra.mu.Lock()
+	defer entra.mu.Unlock()
+	if len(entra.paths) == 0 {
+		t.Fatal("no token request reached the fake")
+	}
+	for _, p := range entra.paths {
+		if !strings.HasPrefix(p, "/adfs/") {
+			t.Errorf("token path %q, want tenant adfs", p)
+		}
+	}
+}
