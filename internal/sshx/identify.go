@@ -75,8 +75,8 @@ func Identify(ctx context.Context, addr string, hostKey ssh.PublicKey) (Identity
 	}
 	id := Identity{Version: rec.version(), HostKeyVerified: verified}
 	var mm *HostKeyMismatchError
-	if errors.As(err, &mm) {
-		return id, mm
+	if err != nil && errors.As(classifyHandshakeError(Target{Addr: addr, HostKey: hostKey}, err), &mm) {
+		return id, mm // another key, or no key of the pinned type at all
 	}
 	if !verified {
 		if err == nil {

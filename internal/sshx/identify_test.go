@@ -2,7 +2,9 @@ package sshx
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
 	"errors"
 	"strings"
@@ -51,5 +53,23 @@ func TestDistribution(t *testing.T) {
 		if got := (Identity{Version: v}).Distribution(); got != want {
 			t.Errorf("%q: %q, want %q", v, got, want)
 		}
+	}
+}
+
+func TestIdentifyServerWithoutKeyOfPinnedType(t *testing.T) {
+	t.Parallel()
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := sshtest.Start(t, sshtest.WithHostKey(ec))
+	_, other, _ := ed25519.GenerateKey(rand.Reader)
+	otherPub, _ := ssh.NewPublicKey(other.Public())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err = Identify(ctx, srv.Addr, otherPub)
+	var mm *HostKeyMismatchError
+	if !errors.As(err, &mm) {
+		t.Fatalf("Identify pinning ed25519 on an ecdsa-only server: err = %v, want *HostKeyMismatchError", err)
 	}
 }
