@@ -10,7 +10,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/chatops"
-	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/ghapi"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/ghapi/ghapitest"
 )
 
@@ -175,7 +174,7 @@ func TestForeignRunsAreIgnored(t *testing.T) {
 func TestRestartDoesNotDispatchTwice(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, nil)
-	c, payload := e.comment("/deploy az-nixos", time.Minute)
+	_, payload := e.comment("/deploy az-nixos", time.Minute)
 	first, err := e.h.HandleEvent(ctx, "issue_comment", payload, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -194,7 +193,6 @@ func TestRestartDoesNotDispatchTwice(t *testing.T) {
 	if out.RunID != first.RunID || !strings.Contains(out.Ignored, "already answered") {
 		t.Errorf("second handling = %+v, want the first run %d and 'already answered'", out, first.RunID)
 	}
-	_ = c
 }
 
 // TestReplicasRace: several handlers get the same comment at once; exactly
@@ -481,7 +479,6 @@ func TestRunNameRoundTrip(t *testing.T) {
 			t.Errorf("parseRunName(%q) accepted", bad)
 		}
 	}
-	_ = ghapi.Run{}
 }
 
 // TestFollowGivesUpVisibly: when following ends (BOT_POLL_TIMEOUT, or the
