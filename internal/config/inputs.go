@@ -134,6 +134,6 @@ func Outputs() []Output {
 		{"vm-id", "Azure resource id of the VM."},
 		{"ssh-host-key", "The VM's pinned SSH host key as a known_hosts line."},
 		{"ssh-command", "Command to log in as user-name with host-key checking on."},
-		{"facter-report", "Path of the saved nixos-facter hardware report (facter.json) in the workspace."},
+		{"facter-report", "Path of the saved nixos-facter hardware report (facter.json), relative to the workspace."},
 	}
 }

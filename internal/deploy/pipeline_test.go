@@ -217,6 +217,9 @@ func TestDeploySuccessWithFinalize(t *testing.T) {
 			t.Errorf("output %s not set:\n%s", name, outFile)
 		}
 	}
+	if res.Outputs.FacterReport != "facter.json" {
+		t.Errorf("facter-report output %q, want a path relative to the workspace", res.Outputs.FacterReport)
+	}
 	if _, err := os.Stat(filepath.Join(h.workspace, "facter.json")); err != nil {
 		t.Errorf("facter.json not in the workspace: %v", err)
 	}

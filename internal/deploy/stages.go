@@ -309,6 +309,13 @@ func (s *state) runStep(ctx context.Context, st finalize.Step, log sshx.RunOptio
 
 func (s *state) outputs() Outputs {
 	o := Outputs{ResourceGroup: s.cfg.ResourceGroup, FacterReport: s.facter}
+	// A container action sees the workspace at another path than the
+	// steps after it; relative to the workspace, the path works in both.
+	if ws := s.opts.Env.Workspace; ws != "" && s.facter != "" {
+		if rel, err := filepath.Rel(ws, s.facter); err == nil && !strings.HasPrefix(rel, "..") {
+			o.FacterReport = rel
+		}
+	}
 	if s.machine != nil {
 		o.FQDN, o.PublicIP, o.VMID = s.machine.FQDN, s.machine.PublicIP, s.machine.VMID
 	}
