@@ -1,0 +1,518 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/azure"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/azure/azuretest"
+)
+
+// quick latencies for the functional tests: every operation still runs
+// asynchronously, as on ARM.
+var quickLatency = azuretest.Latency{VM: 100 * time.Millisecond}
+
+// TestDeployRerunDestroy is a whole life: a deploy, the same deploy again
+// (idempotent, install skipped), and a destroy.
+func TestDeployRerunDestroy(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, quickLatency)
+	const name = "e2e-life"
+	in := w.inputs("deploy", name)
+
+	var vm *bootedVM
+	var hostKeyPub string
+	t.Run("deploy", func(t *testing.T) {
+		r := w.runAction(t, in)
+		defer r.dump(t)
+		if r.Code != 0 {
+			t.Fatalf("exit code %d, want 0", r.Code)
+		}
+		vms := w.emu.VMs()
+		if len(vms) != 1 {
+			t.Fatalf("emulator has %d VMs, want 1", len(vms))
+		}
+		rec := vms[0]
+		vm = w.fleet.VM(t, name)
+		cc, err := parseCloudConfig(rec.CustomData)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hostKeyPub = cc.SSHKeys["ed25519_public"]
+
+		checkOutputs(t, r, rec, hostKeyPub)
+		checkStages(t, r.Summary, []stage{
+			{Name: "plan", Status: "✅ ok"},
+			{Name: "provision", Status: "✅ ok", Note: "6 created, 0 reused; " + rec.PublicIPs[0]},
+			{Name: "wait for SSH", Status: "✅ ok"},
+			{Name: "detect disk", Status: "✅ ok", Note: "/dev/disk/by-id/wwn-0x60022480e2e0e2e0e2e0e2e0e2e0e2e0"},
+			{Name: "install", Status: "✅ ok", Note: "11 phases"},
+			{Name: "verify", Status: "✅ ok", Note: "NixOS, host key unchanged"},
+			{Name: "finalize", Status: "✅ ok", Note: "5 steps"},
+			{Name: "report", Status: "✅ ok"},
+		})
+		checkVMRequest(t, w.emu.Requests(), rec, name)
+		checkStandIn(t, r, rec, hostKeyPub)
+
+		// What the VM saw: nixos-anywhere flipped it to NixOS, then the
+		// finalize steps ran as root.
+		if !strings.Contains(vm.OSRelease(), "ID=nixos") {
+			t.Errorf("the VM's /etc/os-release after the install:\n%s\nwant ID=nixos", vm.OSRelease())
+		}
+		wantCalls := []string{
+			"nix-channel --add https://nixos.org/channels/nixos-26.05 nixos",
+			"nix-channel --update",
+			"runuser -u nixos -- mkdir -p -m 0700 /home/nixos/.ssh",
+			"chown nixos: /home/nixos/.ssh/known_hosts",
+			"runuser -u nixos -- git clone https://github.com/me/cfg /home/nixos/nix-config",
+			"git clone https://github.com/me/cfg /home/nixos/nix-config",
+			"nixos-rebuild switch --flake /home/nixos/nix-config#e2e-life",
+		}
+		if d := cmp.Diff(wantCalls, vm.Calls()); d != "" {
+			t.Errorf("finalize commands seen on the VM (-want +got):\n%s", d)
+		}
+		// The user's own key logs in as the admin user, with the host key
+		// from the output.
+		checkUserLogin(t, w, vm, hostKeyPub)
+		checkNoSecrets(t, r, w, rec)
+	})
+	if vm == nil {
+		t.Fatal("the first deploy failed; not running the rest")
+	}
+
+	t.Run("rerun", func(t *testing.T) {
+		before := w.emu.ResourceIDs()
+		w.emu.ResetRequests()
+		callsBefore := len(vm.Calls())
+		r := w.runAction(t, in)
+		defer r.dump(t)
+		if r.Code != 0 {
+			t.Fatalf("exit code %d, want 0", r.Code)
+		}
+		if d := cmp.Diff(before, w.emu.ResourceIDs()); d != "" {
+			t.Errorf("resources changed on a re-run (-before +after):\n%s", d)
+		}
+		for _, req := range w.emu.Requests() {
+			if req.Status == http.StatusCreated {
+				t.Errorf("re-run created something: %s %s answered %d", req.Method, req.Path, req.Status)
+			}
+			if req.Method == http.MethodPut && strings.Contains(strings.ToLower(req.Path), "/virtualmachines/") {
+				t.Errorf("re-run PUT the VM again (Azure refuses changed custom data): %s", req.Path)
+			}
+		}
+		checkStages(t, r.Summary, []stage{
+			{Name: "plan", Status: "✅ ok"},
+			{Name: "provision", Status: "✅ ok", Note: "0 created, 6 reused; " + vm.IP},
+			{Name: "wait for SSH", Status: "✅ ok"},
+			{Name: "detect disk", Status: "⏭️ skipped", Note: "the VM already runs NixOS with the pinned host key (force-reinstall: true installs again)"},
+			{Name: "install", Status: "⏭️ skipped", Note: "the VM already runs NixOS with the pinned host key (force-reinstall: true installs again)"},
+			{Name: "verify", Status: "✅ ok", Note: "NixOS, host key unchanged"},
+			{Name: "finalize", Status: "✅ ok", Note: "5 steps"},
+			{Name: "report", Status: "✅ ok"},
+		})
+		if r.StandInArgv != nil {
+			t.Errorf("nixos-anywhere ran on a re-run: %q", r.StandInArgv)
+		}
+		if got := r.Outputs["ssh-host-key"]; !strings.HasSuffix(got, " "+hostKeyPub) {
+			t.Errorf("ssh-host-key output %q, want the first run's key %q", got, hostKeyPub)
+		}
+		wantCalls := []string{
+			"nix-channel --add https://nixos.org/channels/nixos-26.05 nixos",
+			"nix-channel --update",
+			"runuser -u nixos -- mkdir -p -m 0700 /home/nixos/.ssh",
+			"chown nixos: /home/nixos/.ssh/known_hosts",
+			"runuser -u nixos -- git -C /home/nixos/nix-config fetch --prune origin",
+			"git -C /home/nixos/nix-config fetch --prune origin",
+			"runuser -u nixos -- git -C /home/nixos/nix-config reset --hard @{upstream}",
+			"git -C /home/nixos/nix-config reset --hard @{upstream}",
+			"nixos-rebuild switch --flake /home/nixos/nix-config#e2e-life",
+		}
+		if d := cmp.Diff(wantCalls, vm.Calls()[callsBefore:]); d != "" {
+			t.Errorf("finalize commands seen on the VM on the re-run (-want +got):\n%s", d)
+		}
+		checkNoSecrets(t, r, w, w.emu.VMs()[0])
+	})
+
+	t.Run("destroy", func(t *testing.T) {
+		din := w.inputs("destroy", name)
+		r := w.runAction(t, din)
+		defer r.dump(t)
+		if r.Code != 0 {
+			t.Fatalf("exit code %d, want 0", r.Code)
+		}
+		if left := groupResources(w.emu, name); len(left) > 0 {
+			t.Errorf("after destroy the emulator still has:\n%s", strings.Join(left, "\n"))
+		}
+		checkNoSecrets(t, r, w, azuretest.VMRecord{})
+	})
+}
+
+// TestAllocationFailed: Azure accepts the VM and its operation ends
+// AllocationFailed. The run fails with the serial log tail and, with
+// cleanup-on-failure, leaves nothing behind; without, it says how to remove
+// what is left.
+func TestAllocationFailed(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		cleanup bool
+	}{
+		{"cleanup", true},
+		{"no cleanup", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t, quickLatency)
+			name := "e2e-alloc-" + map[bool]string{true: "clean", false: "keep"}[tc.cleanup]
+			const serial = "[    4.2] e2e-serial-marker: hv_storvsc vmbus_0_12: allocation tail line"
+			w.emu.SetSerialLog(name, "[    0.000000] Linux version 6.8.0-1017-azure\r\n"+serial+"\r\n")
+			w.emu.InjectFault(azuretest.FailOperation("AllocationFailed", azuretest.Match{Method: http.MethodPut, ResourceType: "Microsoft.Compute/virtualMachines"}))
+			in := w.inputs("deploy", name)
+			in["cleanup-on-failure"] = map[bool]string{true: "true", false: "false"}[tc.cleanup]
+			r := w.runAction(t, in)
+			defer r.dump(t)
+			if r.Code != 1 {
+				t.Errorf("exit code %d, want 1 (deployment failed)", r.Code)
+			}
+			if !hasErrorAnnotation(r.Stdout, "deployment failed") {
+				t.Errorf("no ::error annotation titled \"deployment failed ...\" in stdout")
+			}
+			if !strings.Contains(r.Stdout, "AllocationFailed") {
+				t.Errorf("stdout does not name the error code AllocationFailed")
+			}
+			if !strings.Contains(r.Stdout, "e2e-serial-marker") {
+				t.Errorf("stdout does not show the serial log tail")
+			}
+			if !strings.Contains(r.Summary, "provision") || !strings.Contains(r.Summary, "failed") {
+				t.Errorf("summary does not say provision failed")
+			}
+			left := groupResources(w.emu, name)
+			if tc.cleanup {
+				if len(left) > 0 {
+					t.Errorf("cleanup-on-failure left:\n%s", strings.Join(left, "\n"))
+				}
+				if !strings.Contains(r.Summary, "deleted resource group `"+name+"`") {
+					t.Errorf("summary does not report the cleanup")
+				}
+			} else {
+				if len(left) == 0 {
+					t.Errorf("without cleanup-on-failure the resource group is gone")
+				}
+				if !strings.Contains(r.Summary, "command: destroy") {
+					t.Errorf("summary does not say how to remove the resource group")
+				}
+			}
+			if w.fleet.count() != 0 {
+				t.Errorf("a VM booted although its allocation failed")
+			}
+			checkNoSecrets(t, r, w, azuretest.VMRecord{})
+		})
+	}
+}
+
+func hasErrorAnnotation(stdout, title string) bool {
+	for _, l := range strings.Split(stdout, "\n") {
+		if strings.HasPrefix(l, "::error ") && strings.Contains(l, "title="+title) {
+			return true
+		}
+	}
+	return false
+}
+
+// groupResources lists what the emulator holds in (or as) the resource
+// group.
+func groupResources(e *azuretest.Emulator, group string) []string {
+	var out []string
+	for _, id := range e.ResourceIDs() {
+		if strings.Contains(strings.ToLower(id+"/"), "/resourcegroups/"+strings.ToLower(group)+"/") {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+func checkOutputs(t *testing.T, r *run, rec azuretest.VMRecord, hostKeyPub string) {
+	t.Helper()
+	if len(rec.FQDNs) != 1 || len(rec.PublicIPs) != 1 {
+		t.Fatalf("emulator VM has FQDNs %q, public IPs %q", rec.FQDNs, rec.PublicIPs)
+	}
+	fqdn, ip := rec.FQDNs[0], rec.PublicIPs[0]
+	want := map[string]string{
+		"fqdn":           fqdn,
+		"public-ip":      ip,
+		"resource-group": rec.ResourceGroup,
+		"vm-id":          rec.ID,
+		"ssh-host-key":   fqdn + "," + ip + " " + hostKeyPub,
+		"ssh-command":    "ssh nixos@" + fqdn,
+		"facter-report":  r.Outputs["facter-report"],
+	}
+	if d := cmp.Diff(want, r.Outputs); d != "" {
+		t.Errorf("outputs (-want +got):\n%s", d)
+	}
+	if fqdn != rec.Name+".uksouth.cloudapp.azure.com" {
+		t.Errorf("FQDN %q, want the VM name as DNS label in uksouth", fqdn)
+	}
+	fr := r.Outputs["facter-report"]
+	if !filepath.IsAbs(fr) {
+		fr = filepath.Join(r.Workspace, fr)
+	}
+	if rel, err := filepath.Rel(r.Workspace, fr); err != nil || strings.HasPrefix(rel, "..") {
+		t.Errorf("facter-report %q is not in the workspace %q", r.Outputs["facter-report"], r.Workspace)
+	}
+	b, err := os.ReadFile(fr)
+	if err != nil {
+		t.Errorf("facter-report: %v", err)
+	} else if !json.Valid(b) || !strings.Contains(string(b), `"virtualisation": "microsoft"`) {
+		t.Errorf("facter-report is not the stand-in's facter.json: %s", b)
+	}
+}
+
+// checkStages compares the summary's stages table; a want with an empty
+// Note accepts any note. Durations are not compared.
+func checkStages(t *testing.T, summary string, want []stage) {
+	t.Helper()
+	got := summaryStages(t, summary)
+	for i := range got {
+		got[i].Duration = 0
+		if i < len(want) && want[i].Note == "" {
+			got[i].Note = ""
+		}
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("summary stages (-want +got):\n%s\nsummary:\n%s", d, summary)
+	}
+	if !strings.Contains(summary, "| **total** |") {
+		t.Errorf("summary has no total row")
+	}
+}
+
+// checkVMRequest looks at the VM PUT as the emulator received it.
+func checkVMRequest(t *testing.T, reqs []azuretest.Request, rec azuretest.VMRecord, name string) {
+	t.Helper()
+	var body []byte
+	for _, r := range reqs {
+		if r.Method == http.MethodPut && strings.HasSuffix(strings.ToLower(r.Path), "/providers/microsoft.compute/virtualmachines/"+name) {
+			if body != nil {
+				t.Errorf("the VM was PUT more than once")
+			}
+			body = r.Body
+		}
+	}
+	if body == nil {
+		t.Fatal("no PUT of the VM recorded")
+	}
+	var vm struct {
+		Tags       map[string]string `json:"tags"`
+		Properties struct {
+			SecurityProfile *struct {
+				SecurityType string `json:"securityType"`
+				UefiSettings *struct {
+					SecureBootEnabled *bool `json:"secureBootEnabled"`
+				} `json:"uefiSettings"`
+			} `json:"securityProfile"`
+			DiagnosticsProfile struct {
+				BootDiagnostics struct {
+					Enabled    *bool   `json:"enabled"`
+					StorageURI *string `json:"storageUri"`
+				} `json:"bootDiagnostics"`
+			} `json:"diagnosticsProfile"`
+			OSProfile struct {
+				CustomData string `json:"customData"`
+			} `json:"osProfile"`
+		} `json:"properties"`
+	}
+	if err := json.Unmarshal(body, &vm); err != nil {
+		t.Fatalf("VM PUT body: %v", err)
+	}
+	// kexec needs Secure Boot off (kernel lockdown refuses kexec_load).
+	sp := vm.Properties.SecurityProfile
+	switch {
+	case sp == nil:
+		t.Errorf("VM PUT has no securityProfile: Azure picks Trusted Launch with Secure Boot for Gen2 images")
+	case sp.SecurityType == "Standard":
+	case sp.SecurityType == "TrustedLaunch" && sp.UefiSettings != nil && sp.UefiSettings.SecureBootEnabled != nil && !*sp.UefiSettings.SecureBootEnabled:
+	default:
+		t.Errorf("VM securityProfile %s: want securityType Standard or Secure Boot off", mustJSON(sp))
+	}
+	bd := vm.Properties.DiagnosticsProfile.BootDiagnostics
+	if bd.Enabled == nil || !*bd.Enabled || (bd.StorageURI != nil && *bd.StorageURI != "") {
+		t.Errorf("boot diagnostics %s: want enabled with managed storage (no storageUri)", mustJSON(bd))
+	}
+	for k, v := range map[string]string{
+		// The tag names the azure package writes; plan.Tag* should match (see the report).
+		azure.TagManagedBy: azure.ManagedByValue,
+		azure.TagVMName:    name,
+		azure.TagRunURL:    "https://github.com/me/infra/actions/runs/4242",
+		azure.TagHostKey:   rec.Tags[azure.TagHostKey],
+	} {
+		if vm.Tags[k] != v || v == "" {
+			t.Errorf("VM tag %q = %q, want %q", k, vm.Tags[k], v)
+		}
+	}
+	cd, err := base64.StdEncoding.DecodeString(vm.Properties.OSProfile.CustomData)
+	if err != nil {
+		t.Fatalf("customData is not base64: %v", err)
+	}
+	for _, s := range []string{"#cloud-config\n", "\ndisable_root: false\n", "\nssh_keys:\n", "  ed25519_private: ", "  ed25519_public: ", "\nssh_authorized_keys:\n"} {
+		if !strings.Contains(string(cd), s) {
+			t.Errorf("custom data lacks %q", s)
+		}
+	}
+	// Every resource the run made carries the managed-by tag.
+	for _, r := range reqs {
+		if r.Method != http.MethodPut || strings.Contains(r.Path, "/subnets/") {
+			continue
+		}
+		var doc struct {
+			Tags map[string]string `json:"tags"`
+		}
+		if err := json.Unmarshal(r.Body, &doc); err != nil || doc.Tags[azure.TagManagedBy] != azure.ManagedByValue {
+			t.Errorf("PUT %s: tags %v, want managed-by: nixos-cloud-deploy", r.Path, doc.Tags)
+		}
+	}
+}
+
+// checkStandIn looks at how nixos-anywhere was called: through our proxy,
+// which pins the host key, to root at the public IP.
+func checkStandIn(t *testing.T, r *run, rec azuretest.VMRecord, hostKeyPub string) {
+	t.Helper()
+	argv := r.StandInArgv
+	if len(argv) == 0 {
+		t.Fatal("nixos-anywhere was not run")
+	}
+	var proxy string
+	for i, a := range argv {
+		if a == "--ssh-option" && i+1 < len(argv) && strings.HasPrefix(argv[i+1], "ProxyCommand=") {
+			proxy = strings.TrimPrefix(argv[i+1], "ProxyCommand=")
+		}
+	}
+	if proxy == "" {
+		t.Fatalf("no --ssh-option ProxyCommand=... in nixos-anywhere's arguments %q", argv)
+	}
+	if last := argv[len(argv)-1]; last != "root@"+rec.PublicIPs[0] {
+		t.Errorf("nixos-anywhere's target %q, want root@%s", last, rec.PublicIPs[0])
+	}
+	for _, want := range []string{"--copy-host-keys", "-i", "--flake", "--generate-hardware-config"} {
+		if !contains(argv, want) {
+			t.Errorf("nixos-anywhere's arguments lack %q: %q", want, argv)
+		}
+	}
+	// The proxy script execs this binary's proxy subcommand with the pinned key.
+	s := r.ProxyScript
+	for _, want := range []string{"exec '" + binary + "' 'proxy'", "'--addr' '" + net.JoinHostPort(rec.PublicIPs[0], "22") + "'", "'--host-key' '" + hostKeyPub + "'", "'--user' 'root'"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("ProxyCommand script lacks %q:\n%s", want, s)
+		}
+	}
+}
+
+// checkUserLogin logs in as the admin user with the user's own key,
+// verifying the host key the run reported.
+func checkUserLogin(t *testing.T, w *world, vm *bootedVM, hostKeyPub string) {
+	t.Helper()
+	hk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(hostKeyPub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ssh.Dial("tcp", net.JoinHostPort(vm.IP, "22"), &ssh.ClientConfig{
+		User: vm.Admin, Auth: []ssh.AuthMethod{ssh.PublicKeys(w.userKey.Signer)},
+		HostKeyCallback: ssh.FixedHostKey(hk), Timeout: 10 * time.Second,
+	})
+	if err != nil {
+		t.Errorf("log in as %s with the ssh-public-keys key: %v", vm.Admin, err)
+		return
+	}
+	defer c.Close()
+	sess, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	out, err := sess.Output("id -un")
+	if err != nil || strings.TrimSpace(string(out)) != vm.Admin {
+		t.Errorf("id -un as the admin user: %q, %v", out, err)
+	}
+	// root does not accept the user's key: only the deploy key.
+	if c, err := ssh.Dial("tcp", net.JoinHostPort(vm.IP, "22"), &ssh.ClientConfig{
+		User: "root", Auth: []ssh.AuthMethod{ssh.PublicKeys(w.userKey.Signer)},
+		HostKeyCallback: ssh.FixedHostKey(hk), Timeout: 10 * time.Second,
+	}); err == nil {
+		c.Close()
+		t.Errorf("root accepts the user's key; only the deploy key should work")
+	}
+}
+
+// checkNoSecrets: no line of a secret (client secret, deploy key, the VM's
+// private host key) appears in anything the run printed or wrote, except
+// the ::add-mask:: lines that hide them.
+func checkNoSecrets(t *testing.T, r *run, w *world, rec azuretest.VMRecord) {
+	t.Helper()
+	secrets := []string{w.emu.Options().ClientSecret}
+	secrets = append(secrets, secretLines(string(w.deployKey.PrivatePEM))...)
+	if len(rec.CustomData) > 0 {
+		cc, err := parseCloudConfig(rec.CustomData)
+		if err != nil {
+			t.Fatal(err)
+		}
+		secrets = append(secrets, secretLines(cc.SSHKeys["ed25519_private"])...)
+	}
+	for name, text := range map[string]string{"stdout": r.Stdout, "stderr": r.Stderr, "summary": r.Summary, "outputs": r.OutputFile} {
+		for i, l := range strings.Split(text, "\n") {
+			if strings.HasPrefix(l, "::add-mask::") {
+				continue
+			}
+			for _, s := range secrets {
+				if strings.Contains(l, s) {
+					t.Errorf("%s line %d shows a secret: %q", name, i+1, prefix(l, 60))
+				}
+			}
+		}
+	}
+	masked := 0
+	for _, l := range strings.Split(r.Stdout, "\n") {
+		if l == "::add-mask::"+w.emu.Options().ClientSecret {
+			masked++
+		}
+	}
+	if masked == 0 {
+		t.Errorf("the client secret was never masked")
+	}
+}
+
+// secretLines are the lines of a PEM key that hold key material.
+func secretLines(pem string) []string {
+	var out []string
+	for _, l := range strings.Split(pem, "\n") {
+		l = strings.TrimSpace(l)
+		if len(l) >= 16 && !strings.HasPrefix(l, "-----") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func mustJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}

@@ -1,0 +1,450 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/azure/azuretest"
+)
+
+const ubuntuOSRelease = `PRETTY_NAME="Ubuntu 24.04.1 LTS"
+NAME="Ubuntu"
+VERSION_ID="24.04"
+VERSION="24.04.1 LTS (Noble Numbat)"
+ID=ubuntu
+ID_LIKE=debian
+`
+
+// cloudConfig is the part of the cloud-init user data a booting Ubuntu VM
+// acts on for SSH.
+type cloudConfig struct {
+	DisableRoot       *bool             `yaml:"disable_root"`
+	SSHAuthorizedKeys []string          `yaml:"ssh_authorized_keys"`
+	SSHKeys           map[string]string `yaml:"ssh_keys"`
+}
+
+// parseCloudConfig reads custom data the way cloud-init does: it must be a
+// #cloud-config YAML document.
+func parseCloudConfig(data []byte) (cloudConfig, error) {
+	var cc cloudConfig
+	if !strings.HasPrefix(string(data), "#cloud-config\n") {
+		return cc, fmt.Errorf("custom data does not start with #cloud-config: %q", prefix(string(data), 40))
+	}
+	if err := yaml.Unmarshal(data, &cc); err != nil {
+		return cc, fmt.Errorf("custom data is not YAML: %w", err)
+	}
+	return cc, nil
+}
+
+// vmRequest is the part of the VM PUT body the Azure Linux agent acts on: the
+// admin user and their keys.
+type vmRequest struct {
+	Properties struct {
+		OSProfile struct {
+			AdminUsername      string `json:"adminUsername"`
+			LinuxConfiguration struct {
+				SSH struct {
+					PublicKeys []struct {
+						Path    string `json:"path"`
+						KeyData string `json:"keyData"`
+					} `json:"publicKeys"`
+				} `json:"ssh"`
+			} `json:"linuxConfiguration"`
+		} `json:"osProfile"`
+	} `json:"properties"`
+}
+
+// network is one test's slice of the "internet": a /24 the emulator assigns
+// public IPs from, reached from the host through one veth pair per VM.
+type network struct {
+	prefix netip.Prefix
+	host   netip.Addr // the host's address on every VM's link
+}
+
+var netCounter atomic.Int32
+
+// newNetwork picks a /24 in 10.77.0.0/16 that no interface on this machine
+// uses, so parallel tests (and parallel test processes) do not clash.
+func newNetwork(t testing.TB) network {
+	t.Helper()
+	start := int(os.Getpid()%200) + int(netCounter.Add(1))*7
+	for i := range 250 {
+		n := (start + i) % 250
+		p := netip.MustParsePrefix(fmt.Sprintf("10.77.%d.0/24", n))
+		out, err := exec.Command("ip", "-o", "addr", "show", "to", p.String()).Output()
+		if err != nil {
+			t.Fatalf("ip addr show: %v", err)
+		}
+		if strings.TrimSpace(string(out)) == "" && claimNetwork(p) {
+			return network{prefix: p, host: p.Addr().Next()}
+		}
+	}
+	t.Fatal("no free /24 in 10.77.0.0/16")
+	return network{}
+}
+
+var (
+	claimedMu sync.Mutex
+	claimed   = map[netip.Prefix]bool{}
+)
+
+func claimNetwork(p netip.Prefix) bool {
+	claimedMu.Lock()
+	defer claimedMu.Unlock()
+	if claimed[p] {
+		return false
+	}
+	claimed[p] = true
+	return true
+}
+
+// bootedVM is an emulated VM after boot: a network namespace with the VM's
+// public IP and a real sshd configured from the cloud-init custom data.
+type bootedVM struct {
+	Name     string
+	IP       string
+	NS       string
+	Dir      string
+	Admin    string
+	BootTime time.Duration // from the hook's call until sshd accepted connections
+
+	cmd *exec.Cmd
+}
+
+// Calls returns the commands the VM's recording tools (runuser, chown,
+// nix-channel, nixos-rebuild, git) were run with, one per line.
+func (vm *bootedVM) Calls() []string {
+	b, err := os.ReadFile(filepath.Join(vm.Dir, "calls.log"))
+	if err != nil {
+		return nil
+	}
+	return strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+}
+
+// OSRelease returns the VM's /etc/os-release as its processes see it.
+func (vm *bootedVM) OSRelease() string {
+	b, _ := os.ReadFile(filepath.Join(vm.Dir, "os-release"))
+	return string(b)
+}
+
+// SSHDLog returns what sshd logged (-e).
+func (vm *bootedVM) SSHDLog() string {
+	b, _ := os.ReadFile(filepath.Join(vm.Dir, "sshd.log"))
+	return string(b)
+}
+
+// fleet boots the emulator's VMs. Its Boot method is the emulator's
+// OnVMCreated hook; errors are kept for the test to report, because a hook
+// runs on the emulator's goroutine.
+type fleet struct {
+	t   testing.TB
+	net network
+
+	mu   sync.Mutex
+	vms  []*bootedVM
+	errs []error
+}
+
+func newFleet(t testing.TB) *fleet {
+	return &fleet{t: t, net: newNetwork(t)}
+}
+
+// Boot is azuretest.Options.OnVMCreated.
+func (f *fleet) Boot(rec azuretest.VMRecord) {
+	vm, err := f.boot(rec)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err != nil {
+		f.errs = append(f.errs, fmt.Errorf("boot VM %q: %w", rec.Name, err))
+		return
+	}
+	f.vms = append(f.vms, vm)
+}
+
+// Check fails the test for every VM that did not boot.
+func (f *fleet) Check(t testing.TB) {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, err := range f.errs {
+		t.Error(err)
+	}
+}
+
+// count is how many VMs booted.
+func (f *fleet) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.vms)
+}
+
+// VM returns the booted VM with that name.
+func (f *fleet) VM(t testing.TB, name string) *bootedVM {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, vm := range f.vms {
+		if vm.Name == name {
+			return vm
+		}
+	}
+	t.Fatalf("VM %q never booted (boot errors: %v)", name, f.errs)
+	return nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (f *fleet) boot(rec azuretest.VMRecord) (*bootedVM, error) {
+	t0 := time.Now()
+	if len(rec.PublicIPs) != 1 {
+		return nil, fmt.Errorf("want one public IP, the emulator has %q", rec.PublicIPs)
+	}
+	ip, err := netip.ParseAddr(rec.PublicIPs[0])
+	if err != nil || !f.net.prefix.Contains(ip) {
+		return nil, fmt.Errorf("public IP %q is not in the test network %s", rec.PublicIPs[0], f.net.prefix)
+	}
+	cc, err := parseCloudConfig(rec.CustomData)
+	if err != nil {
+		return nil, err
+	}
+	var req vmRequest
+	if err := json.Unmarshal(rec.Request, &req); err != nil {
+		return nil, fmt.Errorf("VM request is not JSON: %w", err)
+	}
+	admin := req.Properties.OSProfile.AdminUsername
+	if admin == "" || admin == "root" || strings.ContainsAny(admin, ":/\n ") {
+		return nil, fmt.Errorf("admin user %q cannot be created", admin)
+	}
+
+	dir, err := os.MkdirTemp("", "e2e-vm-")
+	if err != nil {
+		return nil, err
+	}
+	// sshd reads the admin user's keys as that user.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return nil, err
+	}
+	id := randomHex(4)
+	vm := &bootedVM{Name: rec.Name, IP: ip.String(), NS: "e2e-" + id, Dir: dir, Admin: admin}
+	f.t.Cleanup(func() { vm.shutdown(f.t) })
+
+	// cloud-init's cc_ssh: the host key from ssh_keys; root's keys only
+	// when disable_root is false (cloud-init's default is true).
+	priv, pub := cc.SSHKeys["ed25519_private"], cc.SSHKeys["ed25519_public"]
+	if priv == "" || pub == "" {
+		return nil, errors.New("custom data has no ssh_keys.ed25519_private/ed25519_public: the VM would make its own host key")
+	}
+	files := map[string]string{
+		"ssh_host_ed25519_key":     priv,
+		"ssh_host_ed25519_key.pub": pub + "\n",
+		"os-release":               ubuntuOSRelease,
+		"calls.log":                "",
+	}
+	if cc.DisableRoot != nil && !*cc.DisableRoot {
+		files["keys/root"] = strings.Join(cc.SSHAuthorizedKeys, "\n") + "\n"
+	}
+	// The Linux agent: the admin user and the osProfile's keys.
+	var userKeys []string
+	for _, k := range req.Properties.OSProfile.LinuxConfiguration.SSH.PublicKeys {
+		if want := "/home/" + admin + "/.ssh/authorized_keys"; k.Path != want {
+			return nil, fmt.Errorf("osProfile key path %q, want %q", k.Path, want)
+		}
+		userKeys = append(userKeys, strings.TrimSpace(k.KeyData))
+	}
+	files["keys/"+admin] = strings.Join(userKeys, "\n") + "\n"
+	passwd, err := os.ReadFile("/etc/passwd")
+	if err != nil {
+		return nil, err
+	}
+	uid := freeUID(string(passwd))
+	files["passwd"] = fmt.Sprintf("%s%s:x:%d:%d:%s:/home/%s:/bin/sh\n", passwd, admin, uid, uid, admin, admin)
+	files["sshd_config"] = strings.Join([]string{
+		"ListenAddress 0.0.0.0:22",
+		"HostKey " + filepath.Join(dir, "ssh_host_ed25519_key"),
+		"AuthorizedKeysFile " + filepath.Join(dir, "keys", "%u"),
+		"PermitRootLogin prohibit-password",
+		"PubkeyAuthentication yes",
+		"PasswordAuthentication no",
+		"KbdInteractiveAuthentication no",
+		"AllowTcpForwarding yes",
+		"StrictModes no",
+		"UsePAM no",
+		"PidFile none",
+		"LogLevel VERBOSE",
+		"",
+	}, "\n")
+	for name, tool := range vmTools(filepath.Join(dir, "calls.log")) {
+		files["bin/"+name] = tool
+	}
+	for _, d := range []string{"dev", "keys", "bin"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	for name, content := range files {
+		mode := os.FileMode(0o644)
+		switch {
+		case name == "ssh_host_ed25519_key":
+			mode = 0o600
+		case strings.HasPrefix(name, "bin/"):
+			mode = 0o755
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), mode); err != nil {
+			return nil, err
+		}
+	}
+
+	// The network: a veth pair, the host end on the test network, the VM
+	// end in the VM's namespace with the public IP.
+	hostIf, vmIf := "e2h"+id, "e2v"+id
+	bits := strconv.Itoa(f.net.prefix.Bits())
+	for _, args := range [][]string{
+		{"netns", "add", vm.NS},
+		{"link", "add", hostIf, "type", "veth", "peer", "name", vmIf, "netns", vm.NS},
+		{"addr", "add", f.net.host.String() + "/" + bits, "dev", hostIf},
+		{"link", "set", hostIf, "up"},
+		{"-n", vm.NS, "addr", "add", vm.IP + "/" + bits, "dev", vmIf},
+		{"-n", vm.NS, "link", "set", vmIf, "up"},
+		{"-n", vm.NS, "link", "set", "lo", "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+
+	setup, err := filepath.Abs("testdata/vm-boot.sh")
+	if err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(filepath.Join(dir, "sshd.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	vm.cmd = exec.Command("ip", "netns", "exec", vm.NS,
+		"unshare", "--mount", "--propagation", "private", "--",
+		"/bin/sh", setup, dir, admin,
+		"/usr/sbin/sshd", "-D", "-e", "-f", filepath.Join(dir, "sshd_config"))
+	vm.cmd.Stdout, vm.cmd.Stderr = logf, logf
+	vm.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := vm.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start sshd: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- vm.cmd.Wait() }()
+	addr := net.JoinHostPort(vm.IP, "22")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		select {
+		case err := <-exited:
+			return nil, fmt.Errorf("sshd exited (%v): %s", err, vm.SSHDLog())
+		case <-time.After(5 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("sshd does not accept on %s after 10s: %s", addr, vm.SSHDLog())
+		}
+	}
+	vm.BootTime = time.Since(t0)
+	return vm, nil
+}
+
+// shutdown kills every process in the VM's network namespace (sshd and
+// the sessions it forked, which sit in their own sessions), then removes
+// the namespace, whose veth end takes the host end with it.
+func (vm *bootedVM) shutdown(t testing.TB) {
+	if vm.NS != "" {
+		for range 50 {
+			out, _ := exec.Command("ip", "netns", "pids", vm.NS).Output()
+			pids := strings.Fields(string(out))
+			if len(pids) == 0 {
+				break
+			}
+			for _, p := range pids {
+				if pid, err := strconv.Atoi(p); err == nil {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if vm.cmd != nil && vm.cmd.Process != nil {
+			_ = syscall.Kill(-vm.cmd.Process.Pid, syscall.SIGKILL)
+		}
+		if out, err := exec.Command("ip", "netns", "del", vm.NS).CombinedOutput(); err != nil && !strings.Contains(string(out), "No such file") {
+			t.Errorf("ip netns del %s: %v: %s", vm.NS, err, out)
+		}
+	}
+	if t.Failed() {
+		t.Logf("VM %s sshd log:\n%s", vm.Name, vm.SSHDLog())
+	}
+	_ = os.RemoveAll(vm.Dir)
+}
+
+// vmTools are the VM's /usr/local/bin: findmnt and lsblk as on an Azure VM
+// with its OS disk on SCSI, and fakes of the finalize commands that record
+// how they were called.
+func vmTools(log string) map[string]string {
+	rec := "printf '%s\\n' \"$(basename \"$0\") $*\" >>" + shellQuote(log) + "\n"
+	return map[string]string{
+		"findmnt": "#!/bin/sh\necho /dev/sda1\n",
+		"lsblk":   "#!/bin/sh\ncase \"$*\" in *sda1*) echo sda ;; *) echo ;; esac\n",
+		// runuser -u USER -- CMD...: the command runs (as root here).
+		"runuser":       "#!/bin/sh\n" + rec + "shift 3\nexec \"$@\"\n",
+		"chown":         "#!/bin/sh\n" + rec,
+		"nix-channel":   "#!/bin/sh\n" + rec + "echo 'unpacking channels...'\n",
+		"nixos-rebuild": "#!/bin/sh\n" + rec + "echo 'building the system configuration...'\necho 'activating the configuration...'\n",
+		"git":           "#!/bin/sh\n" + rec + "if [ \"$1\" = clone ]; then mkdir -p \"$3/.git\"; echo \"Cloning into '$3'...\"; fi\n",
+	}
+}
+
+// freeUID is the first uid from 1000 up that passwd does not use, as
+// useradd picks it.
+func freeUID(passwd string) int {
+	used := map[string]bool{}
+	for _, l := range strings.Split(passwd, "\n") {
+		if f := strings.Split(l, ":"); len(f) > 2 {
+			used[f[2]] = true
+		}
+	}
+	uid := 1000
+	for used[strconv.Itoa(uid)] {
+		uid++
+	}
+	return uid
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+func prefix(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
