@@ -144,8 +144,9 @@ func TestKeepaliveClosesSilentConnection(t *testing.T) {
 	r := sshtest.NewRelay(t, s.Addr)
 	tg := target(s)
 	tg.Addr = r.Addr
-	tg.KeepAliveInterval = 50 * time.Millisecond
-	tg.KeepAliveCountMax = 2
+	// Generous for a loaded test machine: a reply may take a second before the link counts as dead.
+	tg.KeepAliveInterval = 250 * time.Millisecond
+	tg.KeepAliveCountMax = 4
 	c, err := sshx.Dial(testCtx(t), tg)
 	if err != nil {
 		t.Fatal(err)
@@ -153,7 +154,7 @@ func TestKeepaliveClosesSilentConnection(t *testing.T) {
 	defer c.Close()
 	errc := make(chan error, 1)
 	go func() { errc <- c.Run(testCtx(t), "echo started; sleep 30") }()
-	time.Sleep(300 * time.Millisecond) // keepalives are answered while the link is up
+	time.Sleep(800 * time.Millisecond) // keepalives are answered while the link is up
 	if err := c.Err(); err != nil {
 		t.Fatalf("connection ended while the link was up: %v", err)
 	}

@@ -147,10 +147,10 @@ func TestWaitReadyRetriesSilentServer(t *testing.T) {
 	tg.Addr = r.Addr
 	var l logs
 	go func() {
-		time.Sleep(700 * time.Millisecond)
+		time.Sleep(1500 * time.Millisecond)
 		r.Thaw()
 	}()
-	c, err := sshx.WaitReady(testCtx(t), tg, sshx.WaitOptions{Timeout: 30 * time.Second, HandshakeTimeout: 300 * time.Millisecond, Logf: l.logf})
+	c, err := sshx.WaitReady(testCtx(t), tg, sshx.WaitOptions{Timeout: 30 * time.Second, HandshakeTimeout: time.Second, Logf: l.logf})
 	if err != nil {
 		t.Fatalf("WaitReady: %v", err)
 	}
