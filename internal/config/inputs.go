@@ -18,7 +18,7 @@ import (
 // are masked before anything prints and never echoed in errors; fallback names
 // the environment variable read when the input is empty.
 type Inputs struct {
-	Command          string `env:"COMMAND, default=deploy" desc:"What to do: plan (print the deployment plan and stop, no credentials needed), deploy, or destroy (delete the resource group, only when it is tagged as ours)."`
+	Command          string `env:"COMMAND, default=deploy" desc:"What to do: plan (print the plan and stop, no credentials needed), deploy (create the VM and install NixOS), install (install NixOS onto an existing Azure VM, or onto target-host), or destroy (delete the resource group, only when it is tagged as ours)."`
 	VMName           string `env:"VM_NAME, default=az-nixos" short:"n" desc:"Name of the VM; also its host name and the DNS label of its public IP."`
 	ResourceGroup    string `env:"RESOURCE_GROUP" short:"g" desc:"Azure resource group holding everything this deployment creates. Defaults to the vm-name."`
 	Location         string `env:"LOCATION, default=uksouth" short:"l" desc:"Azure region, lower-case (for example uksouth, westeurope, eastus2)."`
@@ -35,6 +35,11 @@ type Inputs struct {
 	AutoShutdown     string `env:"AUTO_SHUTDOWN" desc:"Daily auto-shutdown time HH:MM in UTC (optional)."`
 	CleanupOnFailure string `env:"CLEANUP_ON_FAILURE, default=false" desc:"Delete the resource group when the deployment fails (only when it is tagged as ours)."`
 	ForceReinstall   string `env:"FORCE_REINSTALL, default=false" desc:"Install NixOS again even when the VM already runs NixOS with our pinned host key."`
+	StartIfStopped   string `env:"START_IF_STOPPED, default=false" desc:"install: start an existing Azure VM that is stopped or deallocated instead of refusing."`
+	TargetHost       string `env:"TARGET_HOST" desc:"install: any Linux host reachable over SSH, as address or address:port, instead of an Azure VM. No Azure credentials needed."`
+	TargetHostKey    string `env:"TARGET_HOST_KEY" desc:"install: target-host's SSH host key, a known_hosts line or a public key (ssh-keyscan is trust on first use; read it on the host: cat /etc/ssh/ssh_host_ed25519_key.pub)."`
+	TargetUser       string `env:"TARGET_USER, default=root" desc:"install: the user for the first login on target-host: root, or a user with passwordless sudo."`
+	TargetSSHKey     string `env:"TARGET_SSH_KEY" secret:"true" desc:"install: private key of target-user for the first login on target-host. Secret."`
 	AzureClientID    string `env:"AZURE_CLIENT_ID" fallback:"AZURE_CLIENT_ID" desc:"Client (application) id of the Entra app or managed identity. Falls back to $AZURE_CLIENT_ID."`
 	AzureTenantID    string `env:"AZURE_TENANT_ID" fallback:"AZURE_TENANT_ID" desc:"Entra tenant id. Falls back to $AZURE_TENANT_ID."`
 	AzureSubID       string `env:"AZURE_SUBSCRIPTION_ID" fallback:"AZURE_SUBSCRIPTION_ID" desc:"Azure subscription id. Falls back to $AZURE_SUBSCRIPTION_ID."`

@@ -115,7 +115,7 @@ func TestDefinitions(t *testing.T) {
 			secrets = append(secrets, d.Name)
 		}
 	}
-	if d := cmp.Diff([]string{"github-ssh-key", "deploy-key", "azure-client-secret"}, secrets); d != "" {
+	if d := cmp.Diff([]string{"github-ssh-key", "deploy-key", "target-ssh-key", "azure-client-secret"}, secrets); d != "" {
 		t.Errorf("secret inputs (-want +got):\n%s", d)
 	}
 }

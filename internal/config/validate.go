@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -23,9 +24,10 @@ const (
 	Plan
 	Deploy
 	Destroy
+	Install
 )
 
-var commandNames = map[Command]string{Plan: "plan", Deploy: "deploy", Destroy: "destroy"}
+var commandNames = map[Command]string{Plan: "plan", Deploy: "deploy", Destroy: "destroy", Install: "install"}
 
 func (c Command) String() string {
 	if s, ok := commandNames[c]; ok {
@@ -61,10 +63,24 @@ type Config struct {
 	AutoShutdown     string // "HH:MM" UTC or ""
 	CleanupOnFailure bool
 	ForceReinstall   bool
+	StartIfStopped   bool
+	Target           *Target // install onto any host; nil: an Azure VM
 	Azure            Azure
 	SSHTimeout       time.Duration
 	InstallTimeout   time.Duration
 }
+
+// Target is a host that install reaches by address, without Azure.
+type Target struct {
+	Host    string // host name or IP
+	Port    int
+	HostKey ssh.PublicKey
+	User    string
+	Key     []byte // private key for the first login; secret
+}
+
+// Addr is host:port.
+func (t *Target) Addr() string { return net.JoinHostPort(t.Host, strconv.Itoa(t.Port)) }
 
 // Azure holds the Azure identity and cloud.
 type Azure struct {
@@ -123,8 +139,8 @@ func Parse(in Inputs) (Config, error) {
 	check(CheckUserName(c.UserName))
 	c.SSHPublicKeys, err = ParseAuthorizedKeys("ssh-public-keys", in.SSHPublicKeys)
 	check(err)
-	if strings.TrimSpace(in.SSHPublicKeys) == "" && c.Command == Deploy {
-		check(&FieldError{Input: "ssh-public-keys", Rule: "required for deploy: give at least one authorized_keys line (for example the contents of ~/.ssh/id_ed25519.pub), or you could not log in"})
+	if strings.TrimSpace(in.SSHPublicKeys) == "" && (c.Command == Deploy || c.Command == Install) {
+		check(&FieldError{Input: "ssh-public-keys", Rule: "required for " + c.Command.String() + ": give at least one authorized_keys line (for example the contents of ~/.ssh/id_ed25519.pub), or you could not log in"})
 	}
 	check(CheckChannel(c.NixChannel))
 	if c.ConfigRepo != "" {
@@ -153,10 +169,14 @@ func Parse(in Inputs) (Config, error) {
 	check(err)
 	c.ForceReinstall, err = parseBool("force-reinstall", in.ForceReinstall)
 	check(err)
+	c.StartIfStopped, err = parseBool("start-if-stopped", in.StartIfStopped)
+	check(err)
+	c.Target, err = parseTarget(in, c.Command)
+	check(err)
 	check(checkGUID("azure-client-id", c.Azure.ClientID))
 	check(checkTenant(c.Azure.TenantID))
 	check(checkGUID("azure-subscription-id", c.Azure.SubscriptionID))
-	if c.Azure.SubscriptionID == "" && (c.Command == Deploy || c.Command == Destroy) {
+	if c.Azure.SubscriptionID == "" && (c.Command == Deploy || c.Command == Destroy || c.Command == Install && c.Target == nil) {
 		check(&FieldError{Input: "azure-subscription-id", Rule: "required for " + c.Command.String() + ": the subscription to create the VM in (or set AZURE_SUBSCRIPTION_ID)"})
 	}
 	check(checkEnvironment(c.Azure.Environment, c.Azure.ARMEndpoint))
@@ -170,14 +190,72 @@ func Parse(in Inputs) (Config, error) {
 	return c, nil
 }
 
-// ParseCommand accepts plan, deploy and destroy.
+// ParseCommand accepts plan, deploy, install and destroy.
 func ParseCommand(s string) (Command, error) {
 	for c, name := range commandNames {
 		if s == name {
 			return c, nil
 		}
 	}
-	return Unknown, &FieldError{Input: "command", Value: s, Rule: "must be plan, deploy or destroy" + didYouMean(s, []string{"plan", "deploy", "destroy"})}
+	return Unknown, &FieldError{Input: "command", Value: s, Rule: "must be plan, deploy, install or destroy" + didYouMean(s, []string{"plan", "deploy", "install", "destroy"})}
+}
+
+// parseTarget reads target-host and its companions. There is no way to
+// verify a host key learnt over the network itself, so target-host-key is
+// required, and so is a key for the first login.
+func parseTarget(in Inputs, cmd Command) (*Target, error) {
+	host := strings.TrimSpace(in.TargetHost)
+	if host == "" {
+		var errs []error
+		for name, v := range map[string]string{"target-host-key": in.TargetHostKey, "target-ssh-key": in.TargetSSHKey} {
+			if strings.TrimSpace(v) != "" {
+				errs = append(errs, &FieldError{Input: name, Secret: name == "target-ssh-key", Rule: "only used with target-host"})
+			}
+		}
+		return nil, errors.Join(errs...)
+	}
+	var errs []error
+	if cmd != Install && cmd != Plan {
+		errs = append(errs, &FieldError{Input: "target-host", Value: host, Rule: "only used with command install (or plan): deploy creates an Azure VM"})
+	}
+	t := &Target{Host: host, Port: 22, User: in.TargetUser}
+	if h, p, err := net.SplitHostPort(host); err == nil {
+		port, perr := strconv.Atoi(p)
+		if perr != nil || port < 1 || port > 65535 {
+			errs = append(errs, &FieldError{Input: "target-host", Value: host, Rule: "the port must be a number from 1 to 65535"})
+		}
+		t.Host, t.Port = h, port
+	}
+	if t.Host == "" || strings.ContainsAny(t.Host, " /@") {
+		errs = append(errs, &FieldError{Input: "target-host", Value: host, Rule: "must be a host name or IP address, optionally with :port (user names go in target-user)"})
+	}
+	if strings.TrimSpace(in.TargetHostKey) == "" {
+		errs = append(errs, &FieldError{Input: "target-host-key", Rule: "required with target-host: the only way to know it is the right host; read it on the host (cat /etc/ssh/ssh_host_ed25519_key.pub) or from your provider's console"})
+	} else if k, err := parseHostKey(in.TargetHostKey); err != nil {
+		errs = append(errs, &FieldError{Input: "target-host-key", Value: abbreviate(in.TargetHostKey), Rule: "must be a known_hosts line or a public key such as \"ssh-ed25519 AAAA...\""})
+	} else {
+		t.HostKey = k
+	}
+	if err := CheckUserName(t.User); err != nil && t.User != "root" {
+		errs = append(errs, &FieldError{Input: "target-user", Value: t.User, Rule: "must be root or a Linux user name"})
+	}
+	if strings.TrimSpace(in.TargetSSHKey) == "" {
+		errs = append(errs, &FieldError{Input: "target-ssh-key", Rule: "required with target-host: the private key target-user logs in with the first time"})
+	} else if key, err := ParsePrivateKey("target-ssh-key", in.TargetSSHKey); err != nil {
+		errs = append(errs, err)
+	} else {
+		t.Key = key
+	}
+	return t, errors.Join(errs...)
+}
+
+func parseHostKey(s string) (ssh.PublicKey, error) {
+	s = strings.TrimSpace(s)
+	if k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(s)); err == nil {
+		return k, nil
+	}
+	_, _, k, _, _, err := ssh.ParseKnownHosts([]byte(s))
+	return k, err
 }
 
 var (
