@@ -121,6 +121,15 @@ func workflowFiles(t *testing.T) []string {
 // checkout) or the local one.
 var actionStepRE = regexp.MustCompile(`^(?:nixos-cloud-deploy/nixos-cloud-deploy@\S+|\./?)$`)
 
+// fromRepoSettings are inputs deploy.yml takes from the repository's
+// secrets or variables, not from its own inputs: the Azure identity is set
+// up once per repository.
+var fromRepoSettings = map[string]string{
+	"azure-client-id":       "AZURE_CLIENT_ID",
+	"azure-tenant-id":       "AZURE_TENANT_ID",
+	"azure-subscription-id": "AZURE_SUBSCRIPTION_ID",
+}
+
 var secretRefRE = regexp.MustCompile(`^\$\{\{\s*secrets\.([A-Za-z0-9_]+)\s*\}\}$`)
 
 func deployWorkflowProblems(src string, defs []config.Input, outs []config.Output) []string {
@@ -148,12 +157,14 @@ func deployWorkflowProblems(src string, defs []config.Input, outs []config.Outpu
 		add("permissions (-want +got):\n%s", d)
 	}
 
-	// The inputs of both triggers: the action's, without the secret ones,
-	// with the same defaults, plus correlation-id.
+	// The inputs of both triggers: the action's, without the secret ones
+	// and the Azure identity (repository settings, and GitHub allows only
+	// 25 workflow_dispatch inputs), with the same defaults, plus
+	// correlation-id.
 	type in struct{ Default string }
 	want := map[string]in{"correlation-id": {}}
 	for _, d := range defs {
-		if !d.Secret {
+		if !d.Secret && fromRepoSettings[d.Name] == "" {
 			want[d.Name] = in{d.Default}
 		}
 	}
@@ -229,6 +240,10 @@ func deployWorkflowProblems(src string, defs []config.Input, outs []config.Outpu
 			}
 			if _, ok := w.On.WorkflowCall.Secrets[m[1]]; !ok {
 				add("with.%s uses secrets.%s, which workflow_call.secrets does not declare", d.Name, m[1])
+			}
+		case fromRepoSettings[d.Name] != "":
+			if !strings.Contains(v, "secrets."+fromRepoSettings[d.Name]) || !strings.Contains(v, "vars."+fromRepoSettings[d.Name]) {
+				add("with.%s = %q: want the repository's secrets.%[3]s or vars.%[3]s", d.Name, v, fromRepoSettings[d.Name])
 			}
 		case !strings.Contains(v, "inputs."+d.Name):
 			add("with.%s = %q does not pass inputs.%s", d.Name, v, d.Name)
