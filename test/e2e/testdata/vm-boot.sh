@@ -8,6 +8,9 @@
 #                      so nixos-anywhere's stand-in can flip it to NixOS
 #   /etc/passwd        the host's plus the admin user cloud-init creates
 #   /home              empty (tmpfs), with the admin user's home
+#   /root              empty (tmpfs), as on a fresh VM: the host's root dot
+#                      files (a .bashrc that bash sources for every ssh
+#                      command) are not the VM's
 #   /usr/local/bin     the VM's tools: findmnt, lsblk and recording fakes of
 #                      runuser, chown, nix-channel, nixos-rebuild and git
 # Then it execs sshd, keeping its PID.
@@ -41,5 +44,6 @@ mount --bind "$vm/os-release" /etc/os-release
 mount --bind "$vm/passwd" /etc/passwd
 mount -t tmpfs -o mode=0755 vmhome /home
 mkdir -m 0755 "/home/$user"
+mount -t tmpfs -o mode=0700 vmroot /root
 mount --bind "$vm/bin" /usr/local/bin
 exec "$@"
