@@ -86,7 +86,7 @@ func TestDeployRerunDestroy(t *testing.T) {
 		// The user's own key logs in as the admin user, with the host key
 		// from the output.
 		checkUserLogin(t, w, vm, hostKeyPub)
-		checkNoSecrets(t, r, w, rec)
+		checkNoSecrets(t, r, w)
 	})
 	if vm == nil {
 		t.Fatal("the first deploy failed; not running the rest")
@@ -142,7 +142,7 @@ func TestDeployRerunDestroy(t *testing.T) {
 		if d := cmp.Diff(wantCalls, vm.Calls()[callsBefore:]); d != "" {
 			t.Errorf("finalize commands seen on the VM on the re-run (-want +got):\n%s", d)
 		}
-		checkNoSecrets(t, r, w, w.emu.VMs()[0])
+		checkNoSecrets(t, r, w)
 	})
 
 	t.Run("destroy", func(t *testing.T) {
@@ -155,7 +155,7 @@ func TestDeployRerunDestroy(t *testing.T) {
 		if left := groupResources(w.emu, name); len(left) > 0 {
 			t.Errorf("after destroy the emulator still has:\n%s", strings.Join(left, "\n"))
 		}
-		checkNoSecrets(t, r, w, azuretest.VMRecord{})
+		checkNoSecrets(t, r, w)
 	})
 }
 
@@ -186,22 +186,34 @@ func TestAllocationFailed(t *testing.T) {
 			if r.Code != 1 {
 				t.Errorf("exit code %d, want 1 (deployment failed)", r.Code)
 			}
-			if !hasErrorAnnotation(r.Stdout, "deployment failed") {
-				t.Errorf("no ::error annotation titled \"deployment failed ...\" in stdout")
+			ann := errorAnnotation(r.Stdout, "deployment failed")
+			if ann == "" {
+				t.Fatalf("no ::error annotation titled \"deployment failed ...\" in stdout")
 			}
-			if !strings.Contains(r.Stdout, "AllocationFailed") {
-				t.Errorf("stdout does not name the error code AllocationFailed")
+			// One annotation: the error, its code, and the serial log tail
+			// (the workflow command escapes line breaks as %0A).
+			for _, want := range []string{"title=deployment failed in stage provision", "AllocationFailed", "Serial console (last lines):", "e2e-serial-marker"} {
+				if !strings.Contains(ann, want) {
+					t.Errorf("the ::error annotation lacks %q:\n%s", want, ann)
+				}
 			}
-			if !strings.Contains(r.Stdout, "e2e-serial-marker") {
-				t.Errorf("stdout does not show the serial log tail")
-			}
-			if !strings.Contains(r.Summary, "provision") || !strings.Contains(r.Summary, "failed") {
-				t.Errorf("summary does not say provision failed")
+			checkStages(t, r.Summary, []stage{
+				{Name: "plan", Status: "✅ ok"},
+				{Name: "provision", Status: "❌ failed"},
+				{Name: "wait for SSH", Status: "· not run"},
+				{Name: "detect disk", Status: "· not run"},
+				{Name: "install", Status: "· not run"},
+				{Name: "verify", Status: "· not run"},
+				{Name: "finalize", Status: "· not run"},
+				{Name: "report", Status: "· not run"},
+			})
+			if !strings.Contains(r.Summary, "e2e-serial-marker") {
+				t.Errorf("the summary does not show the serial log tail")
 			}
 			left := groupResources(w.emu, name)
 			if tc.cleanup {
-				if len(left) > 0 {
-					t.Errorf("cleanup-on-failure left:\n%s", strings.Join(left, "\n"))
+				if ids := w.emu.ResourceIDs(); len(ids) > 0 {
+					t.Errorf("cleanup-on-failure left:\n%s", strings.Join(ids, "\n"))
 				}
 				if !strings.Contains(r.Summary, "deleted resource group `"+name+"`") {
 					t.Errorf("summary does not report the cleanup")
@@ -217,18 +229,20 @@ func TestAllocationFailed(t *testing.T) {
 			if w.fleet.count() != 0 {
 				t.Errorf("a VM booted although its allocation failed")
 			}
-			checkNoSecrets(t, r, w, azuretest.VMRecord{})
+			checkNoSecrets(t, r, w)
 		})
 	}
 }
 
-func hasErrorAnnotation(stdout, title string) bool {
+// errorAnnotation returns the ::error workflow command whose title starts
+// with title, or "".
+func errorAnnotation(stdout, title string) string {
 	for _, l := range strings.Split(stdout, "\n") {
 		if strings.HasPrefix(l, "::error ") && strings.Contains(l, "title="+title) {
-			return true
+			return l
 		}
 	}
-	return false
+	return ""
 }
 
 // groupResources lists what the emulator holds in (or as) the resource
@@ -457,16 +471,15 @@ func checkUserLogin(t *testing.T, w *world, vm *bootedVM, hostKeyPub string) {
 // checkNoSecrets: no line of a secret (client secret, deploy key, the VM's
 // private host key) appears in anything the run printed or wrote, except
 // the ::add-mask:: lines that hide them.
-func checkNoSecrets(t *testing.T, r *run, w *world, rec azuretest.VMRecord) {
+func checkNoSecrets(t *testing.T, r *run, w *world) {
 	t.Helper()
 	secrets := []string{w.emu.Options().ClientSecret}
 	secrets = append(secrets, secretLines(string(w.deployKey.PrivatePEM))...)
-	if len(rec.CustomData) > 0 {
-		cc, err := parseCloudConfig(rec.CustomData)
-		if err != nil {
-			t.Fatal(err)
-		}
-		secrets = append(secrets, secretLines(cc.SSHKeys["ed25519_private"])...)
+	for _, pem := range w.hostKeysSent(t) {
+		secrets = append(secrets, secretLines(pem)...)
+	}
+	for _, vm := range w.fleet.all() {
+		secrets = append(secrets, secretLines(vm.HostKeyPEM)...)
 	}
 	for name, text := range map[string]string{"stdout": r.Stdout, "stderr": r.Stderr, "summary": r.Summary, "outputs": r.OutputFile} {
 		for i, l := range strings.Split(text, "\n") {
@@ -489,6 +502,40 @@ func checkNoSecrets(t *testing.T, r *run, w *world, rec azuretest.VMRecord) {
 	if masked == 0 {
 		t.Errorf("the client secret was never masked")
 	}
+}
+
+// hostKeysSent are the private host keys in the custom data of every VM
+// PUT the emulator received.
+func (w *world) hostKeysSent(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	for _, r := range w.emu.Requests() {
+		if r.Method != http.MethodPut || !strings.Contains(strings.ToLower(r.Path), "/virtualmachines/") {
+			continue
+		}
+		var vm struct {
+			Properties struct {
+				OSProfile struct {
+					CustomData string `json:"customData"`
+				} `json:"osProfile"`
+			} `json:"properties"`
+		}
+		if err := json.Unmarshal(r.Body, &vm); err != nil {
+			t.Fatalf("VM PUT body: %v", err)
+		}
+		cd, err := base64.StdEncoding.DecodeString(vm.Properties.OSProfile.CustomData)
+		if err != nil {
+			t.Fatalf("customData: %v", err)
+		}
+		cc, err := parseCloudConfig(cd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k := cc.SSHKeys["ed25519_private"]; k != "" {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // secretLines are the lines of a PEM key that hold key material.

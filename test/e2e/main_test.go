@@ -320,10 +320,11 @@ func (w *world) runAction(t testing.TB, in map[string]string) *run {
 	return r
 }
 
-// dump logs the run's streams when the test fails.
+// dump logs the run's streams when the test fails, or always with
+// E2E_VERBOSE=1.
 func (r *run) dump(t testing.TB) {
 	t.Helper()
-	if t.Failed() {
+	if t.Failed() || os.Getenv("E2E_VERBOSE") == "1" {
 		t.Logf("exit %d\n--- stdout\n%s\n--- stderr\n%s\n--- summary\n%s\n--- outputs\n%s", r.Code, r.Stdout, r.Stderr, r.Summary, r.OutputFile)
 	}
 }

@@ -120,12 +120,14 @@ func claimNetwork(p netip.Prefix) bool {
 // bootedVM is an emulated VM after boot: a network namespace with the VM's
 // public IP and a real sshd configured from the cloud-init custom data.
 type bootedVM struct {
-	Name     string
-	IP       string
-	NS       string
-	Dir      string
-	Admin    string
-	BootTime time.Duration // from the hook's call until sshd accepted connections
+	Name  string
+	IP    string
+	NS    string
+	Dir   string
+	Admin string
+	// HostKeyPEM is the private host key cloud-init installed (a secret).
+	HostKeyPEM string
+	BootTime   time.Duration // from the hook's call until sshd accepted connections
 
 	cmd *exec.Cmd
 }
@@ -197,6 +199,13 @@ func (f *fleet) count() int {
 	return len(f.vms)
 }
 
+// all returns every booted VM.
+func (f *fleet) all() []*bootedVM {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]*bootedVM(nil), f.vms...)
+}
+
 // VM returns the booted VM with that name.
 func (f *fleet) VM(t testing.TB, name string) *bootedVM {
 	t.Helper()
@@ -248,7 +257,7 @@ func (f *fleet) boot(rec azuretest.VMRecord) (*bootedVM, error) {
 		return nil, err
 	}
 	id := randomHex(4)
-	vm := &bootedVM{Name: rec.Name, IP: ip.String(), NS: "e2e-" + id, Dir: dir, Admin: admin}
+	vm := &bootedVM{Name: rec.Name, IP: ip.String(), NS: "e2e-" + id, Dir: dir, Admin: admin, HostKeyPEM: cc.SSHKeys["ed25519_private"]}
 	f.t.Cleanup(func() { vm.shutdown(f.t) })
 
 	// cloud-init's cc_ssh: the host key from ssh_keys; root's keys only
