@@ -5,6 +5,7 @@ package e2e
 import (
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -104,7 +105,9 @@ func TestDeployRerunDestroy(t *testing.T) {
 		if d := cmp.Diff(before, w.emu.ResourceIDs()); d != "" {
 			t.Errorf("resources changed on a re-run (-before +after):\n%s", d)
 		}
+		seen := map[string]int{}
 		for _, req := range w.emu.Requests() {
+			seen[fmt.Sprintf("%s %d", req.Method, req.Status)]++
 			if req.Status == http.StatusCreated {
 				t.Errorf("re-run created something: %s %s answered %d", req.Method, req.Path, req.Status)
 			}
@@ -112,6 +115,7 @@ func TestDeployRerunDestroy(t *testing.T) {
 				t.Errorf("re-run PUT the VM again (Azure refuses changed custom data): %s", req.Path)
 			}
 		}
+		t.Logf("requests of the re-run: %v", seen)
 		checkStages(t, r.Summary, []stage{
 			{Name: "plan", Status: "✅ ok"},
 			{Name: "provision", Status: "✅ ok", Note: "0 created, 6 reused; " + vm.IP},
