@@ -14,6 +14,9 @@ type Cloud interface {
 	Provision(ctx context.Context, s azure.Spec, progress func(azure.Event)) (*azure.Result, error)
 	SerialLog(ctx context.Context, rg, vm string, tailLines int) (string, error)
 	Destroy(ctx context.Context, rg string) (azure.DestroyResult, error)
+	// RunShellScript runs a script as root through Azure Run Command.
+	RunShellScript(ctx context.Context, rg, vm, script string) (string, error)
+	StartVM(ctx context.Context, rg, vm string) error
 }
 
 var _ Cloud = (*azure.Provisioner)(nil)

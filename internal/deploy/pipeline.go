@@ -77,9 +77,11 @@ type state struct {
 	// noRoot is set when an existing VM answers with the pinned host key
 	// but root refuses this run's deploy key.
 	noRoot bool
-	phases []nixos.PhaseTiming
-	facter string
-	result *Result
+	// sshPort is the target's SSH port: opts.SSHPort, or target-host's.
+	sshPort int
+	phases  []nixos.PhaseTiming
+	facter  string
+	result  *Result
 }
 
 type stage struct {
@@ -89,10 +91,19 @@ type stage struct {
 	skip func(s *state) string
 }
 
+// stages are the pipeline for the run's command: deploy creates the VM,
+// install finds an existing machine and prepares root access; from "wait
+// for SSH" on, both are the same code.
 func (s *state) stages() []stage {
-	return []stage{
-		{name: "plan", run: (*state).stagePlan},
-		{name: "provision", run: (*state).stageProvision},
+	head := []stage{{name: "plan", run: (*state).stagePlan}}
+	if s.cfg.Command == config.Install {
+		head = append(head,
+			stage{name: "locate", run: (*state).stageLocate},
+			stage{name: "prepare access", run: (*state).stagePrepareAccess})
+	} else {
+		head = append(head, stage{name: "provision", run: (*state).stageProvision})
+	}
+	return append(head, []stage{
 		{name: "wait for SSH", run: (*state).stageWaitSSH},
 		{name: "detect disk", run: (*state).stageDetectDisk, skip: skipInstalled},
 		{name: "install", run: (*state).stageInstall, skip: skipInstalled},
@@ -104,7 +115,7 @@ func (s *state) stages() []stage {
 			return skipNoRoot(s)
 		}},
 		{name: "report", run: (*state).stageReport},
-	}
+	}...)
 }
 
 func skipNoRoot(s *state) string {
@@ -124,8 +135,9 @@ func skipInstalled(s *state) string {
 	return ""
 }
 
-// Deploy runs the deploy pipeline. The Result is complete even on failure:
-// it says which stage failed, what exists and what was cleaned up.
+// Deploy runs the pipeline for opts.Config.Command, deploy or install. The
+// Result is complete even on failure: it says which stage failed, what
+// exists and what was cleaned up.
 func Deploy(ctx context.Context, opts Options) *Result {
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -136,8 +148,11 @@ func Deploy(ctx context.Context, opts Options) *Result {
 	if opts.CleanupTimeout == 0 {
 		opts.CleanupTimeout = 15 * time.Minute
 	}
-	s := &state{opts: opts, cfg: opts.Config, sink: opts.Sink, now: opts.Now}
-	s.result = &Result{Command: "deploy", VMName: s.cfg.VMName, ResourceGroup: s.cfg.ResourceGroup, Location: s.cfg.Location}
+	s := &state{opts: opts, cfg: opts.Config, sink: opts.Sink, now: opts.Now, sshPort: opts.SSHPort}
+	if t := opts.Config.Target; t != nil {
+		s.sshPort = t.Port
+	}
+	s.result = &Result{Command: s.cfg.Command.String(), VMName: s.cfg.VMName, ResourceGroup: s.cfg.ResourceGroup, Location: s.cfg.Location}
 	start := s.now()
 	defer s.close()
 

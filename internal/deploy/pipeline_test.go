@@ -223,7 +223,7 @@ func TestDeploySuccessWithFinalize(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(h.workspace, "facter.json")); err != nil {
 		t.Errorf("facter.json not in the workspace: %v", err)
 	}
-	if res.Outputs.SSHHostKey == "" || !strings.HasPrefix(res.Outputs.SSHHostKey, "az-nixos.uksouth.cloudapp.azure.com,127.0.0.1 ssh-ed25519 ") {
+	if res.Outputs.SSHHostKey == "" || !regexp.MustCompile(`^\[az-nixos\.uksouth\.cloudapp\.azure\.com\]:\d+,\[127\.0\.0\.1\]:\d+ ssh-ed25519 `).MatchString(res.Outputs.SSHHostKey) {
 		t.Errorf("ssh-host-key output %q", res.Outputs.SSHHostKey)
 	}
 	// The work directory with the deploy key file is gone.
@@ -263,7 +263,7 @@ func assertNoSecrets(t *testing.T, h *harness, secrets []string) {
 var (
 	normFingerprint = regexp.MustCompile(`SHA256:[A-Za-z0-9+/]+`)
 	normKey         = regexp.MustCompile(`ssh-ed25519 AAAA[A-Za-z0-9+/=]+`)
-	normPort        = regexp.MustCompile(`127\.0\.0\.1:\d+`)
+	normPort        = regexp.MustCompile(`(127\.0\.0\.1|\]):\d+`)
 	normTmp         = regexp.MustCompile("/tmp/[^\\s'\"`]+")
 )
 
@@ -282,8 +282,9 @@ func normalize(res *Result) string {
 	s := r.Markdown()
 	s = normFingerprint.ReplaceAllString(s, "SHA256:<fingerprint>")
 	s = normKey.ReplaceAllString(s, "ssh-ed25519 <key>")
-	s = normPort.ReplaceAllString(s, "127.0.0.1:<port>")
+	s = normPort.ReplaceAllString(s, "$1:<port>")
 	s = normTmp.ReplaceAllString(s, "<tmp>")
+	s = regexp.MustCompile(`ssh -p \d+`).ReplaceAllString(s, "ssh -p <port>")
 	return s
 }
 
@@ -476,7 +477,7 @@ func TestRerunWithoutRootAccess(t *testing.T) {
 			earlier, _ := keys.New(nil, "")
 			h.cloud.vm = startVM(t, vmOptions{hostKeyPEM: host.PrivatePEM, rootKeys: []ssh.PublicKey{earlier.Public}, nixos: tc.nixos})
 			h.cloud.fwd.setBackend(h.cloud.vm.srv.Addr)
-			h.cloud.exists, h.cloud.hostKeyTag = true, keys.AuthorizedKey(host.Public, "")
+			h.cloud.exists, h.cloud.managed, h.cloud.hostKeyTag = true, true, keys.AuthorizedKey(host.Public, "")
 			res := h.run(context.Background(), h.options(nil))
 			if tc.wantErr != "" {
 				if res.Err == nil || !strings.Contains(res.Err.Error(), tc.wantErr) || !strings.Contains(res.Hint, "deploy-key") {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/azure"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/cloudinit"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/config"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/finalize"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/keys"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/nixos"
@@ -98,7 +99,7 @@ func (s *state) stageProvision(ctx context.Context) (string, error) {
 }
 
 func (s *state) addr() string {
-	return net.JoinHostPort(s.machine.PublicIP, strconv.Itoa(s.opts.SSHPort))
+	return net.JoinHostPort(s.machine.PublicIP, strconv.Itoa(s.sshPort))
 }
 
 func (s *state) target() sshx.Target {
@@ -219,14 +220,11 @@ func (s *state) stageInstall(ctx context.Context) (string, error) {
 	// nixos-anywhere's own ssh does not verify host keys (it passes
 	// StrictHostKeyChecking=no first). Every connection it makes goes
 	// through our proxy, which does, with the pinned key.
-	argv, err := sshx.ProxyArgv(s.opts.Env.Self, sshx.ProxyConfig{Addr: s.addr(), User: "root", HostKey: s.pinned, IdentityFile: s.keyFile})
+	opt, err := sshx.WriteProxyScript(filepath.Join(s.workDir, "proxy"), s.opts.Env.Self, sshx.ProxyConfig{Addr: s.addr(), User: "root", HostKey: s.pinned, IdentityFile: s.keyFile})
 	if err != nil {
 		return "", err
 	}
-	proxy, err := nixos.WriteProxyScript(s.workDir, "proxy", argv)
-	if err != nil {
-		return "", err
-	}
+	proxy := strings.TrimPrefix(opt, "ProxyCommand=")
 	// kexec ends this connection; the verify stage connects again.
 	_ = s.client.Close()
 	s.client = nil
@@ -308,7 +306,10 @@ func (s *state) runStep(ctx context.Context, st finalize.Step, log sshx.RunOptio
 }
 
 func (s *state) outputs() Outputs {
-	o := Outputs{ResourceGroup: s.cfg.ResourceGroup, FacterReport: s.facter}
+	o := Outputs{FacterReport: s.facter}
+	if s.cfg.Target == nil {
+		o.ResourceGroup = s.cfg.ResourceGroup
+	}
 	// A container action sees the workspace at another path than the
 	// steps after it; relative to the workspace, the path works in both.
 	if ws := s.opts.Env.Workspace; ws != "" && s.facter != "" {
@@ -320,12 +321,20 @@ func (s *state) outputs() Outputs {
 		o.FQDN, o.PublicIP, o.VMID = s.machine.FQDN, s.machine.PublicIP, s.machine.VMID
 	}
 	if s.pinned != nil && o.PublicIP != "" {
-		o.SSHHostKey = keys.KnownHostsLine([]string{o.FQDN, o.PublicIP}, s.pinned)
+		port := strconv.Itoa(s.sshPort)
+		var hosts []string
+		if o.FQDN != "" {
+			hosts = append(hosts, net.JoinHostPort(o.FQDN, port))
+		}
+		o.SSHHostKey = keys.KnownHostsLine(append(hosts, net.JoinHostPort(o.PublicIP, port)), s.pinned)
 		host := o.FQDN
 		if host == "" {
 			host = o.PublicIP
 		}
 		o.SSHCommand = fmt.Sprintf("ssh %s@%s", s.cfg.UserName, host)
+		if s.sshPort != 22 {
+			o.SSHCommand = fmt.Sprintf("ssh -p %d %s@%s", s.sshPort, s.cfg.UserName, host)
+		}
 	}
 	return o
 }
@@ -357,7 +366,7 @@ func (s *state) fail(ctx context.Context, se *StageError) {
 	// own bounded time.
 	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.CleanupTimeout)
 	defer cancel()
-	if s.machine != nil && s.machine.VMID != "" {
+	if s.machine != nil && s.machine.VMID != "" && s.opts.Cloud != nil {
 		logCtx, cancelLog := context.WithTimeout(bg, time.Minute)
 		tail, err := s.opts.Cloud.SerialLog(logCtx, s.cfg.ResourceGroup, s.cfg.VMName, 40)
 		cancelLog()
@@ -367,7 +376,8 @@ func (s *state) fail(ctx context.Context, se *StageError) {
 			s.result.SerialLog = tail
 		}
 	}
-	if s.machine == nil && !s.vmExists {
+	if s.machine == nil && !s.vmExists || s.cfg.Command == config.Install {
+		// install never created anything: there is nothing to clean up.
 		return
 	}
 	if !s.cfg.CleanupOnFailure {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -61,6 +62,8 @@ type vmOptions struct {
 	rootKeys   []ssh.PublicKey
 	nixos      bool // answer as an installed NixOS: os-release and no distribution in the SSH banner
 	failCmd    string
+	memKB      int  // /proc/meminfo's MemTotal; 0 keeps the machine's
+	secureBoot bool // mokutil --sb-state says SecureBoot enabled
 	// hostKeyOverride boots the VM with another host key than the one in
 	// the custom data: a wrong address or a machine in the middle.
 	hostKeyOverride []byte
@@ -81,6 +84,12 @@ func startVM(t *testing.T, o vmOptions) *testVM {
 	if err := os.WriteFile(filepath.Join(dir, "os-release"), []byte(rel), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if o.memKB > 0 {
+		meminfo := fmt.Sprintf("MemTotal:       %d kB\nMemFree:        %d kB\n", o.memKB, o.memKB/2)
+		if err := os.WriteFile(filepath.Join(dir, "meminfo"), []byte(meminfo), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	setup, err := filepath.Abs("testdata/vm-setup.sh")
 	if err != nil {
 		t.Fatal(err)
@@ -93,6 +102,7 @@ func startVM(t *testing.T, o vmOptions) *testVM {
 		sshtest.WithHostKeyPEM(hostKey),
 		sshtest.WithAuthorizedKeys(o.rootKeys...),
 		sshtest.WithWrapper("unshare", "--mount", "--propagation", "private", "--", "/bin/sh", setup, dir),
+		sshtest.WithAuthorizedKeysFiles(".ssh/authorized_keys"),
 	}
 	if o.nixos {
 		// NixOS ships OpenSSH as released; Debian's adds itself to the banner.
@@ -107,6 +117,9 @@ func startVM(t *testing.T, o vmOptions) *testVM {
 	srv.AddExecutable("nix-channel", "#!/bin/sh\necho \"unpacking channels...\"\n")
 	srv.AddExecutable("git", "#!/bin/sh\nif [ \"$1\" = clone ]; then mkdir -p \"$3/.git\"; echo \"Cloning into '$3'...\"; fi\n")
 	srv.AddExecutable("nixos-rebuild", "#!/bin/sh\necho \"building the system configuration...\"\n")
+	if o.secureBoot {
+		srv.AddExecutable("mokutil", "#!/bin/sh\necho 'SecureBoot enabled'\n")
+	}
 	if o.failCmd != "" {
 		srv.AddExecutable(o.failCmd, "#!/bin/sh\necho \""+o.failCmd+": something went wrong\" >&2\nexit 1\n")
 	}
@@ -192,6 +205,9 @@ type fakeCloud struct {
 	provisionErr error
 	failAfterVM  bool // the VM exists when provisioning fails
 	destroyed    bool
+	managed      bool   // LookupVM says the VM is tagged ours
+	powerState   string // "" means running
+	size         string
 	rgExists     bool
 	serial       string
 	hostKeyPEM   []byte // the private host key the custom data carried
@@ -226,7 +242,49 @@ func (c *fakeCloud) LookupVM(_ context.Context, rg, vm string) (*azure.VMInfo, e
 	if !c.exists {
 		return nil, fmt.Errorf("virtual machine %q in resource group %q: %w", vm, rg, azure.ErrNotFound)
 	}
-	return &azure.VMInfo{Name: vm, ResourceGroup: rg, Managed: true, HostKey: c.hostKeyTag, PowerState: "running"}, nil
+	power := c.powerState
+	if power == "" {
+		power = "running"
+	}
+	return &azure.VMInfo{ID: "/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/" + rg + "/providers/Microsoft.Compute/virtualMachines/" + vm,
+		Name: vm, ResourceGroup: rg, Managed: c.managed, HostKey: c.hostKeyTag, PowerState: power, Size: c.size,
+		PublicIP: "127.0.0.1", FQDN: vm + ".uksouth.cloudapp.azure.com"}, nil
+}
+
+// RunShellScript is the VM agent: it runs the script as root on the VM.
+func (c *fakeCloud) RunShellScript(_ context.Context, rg, vm, script string) (string, error) {
+	c.record("run-command " + rg + "/" + vm)
+	c.mu.Lock()
+	v := c.vm
+	c.mu.Unlock()
+	if v == nil {
+		return "", fmt.Errorf("fake cloud: no VM %q", vm)
+	}
+	cl, err := ssh.Dial("tcp", v.srv.Addr, v.srv.ClientConfig())
+	if err != nil {
+		return "", err
+	}
+	defer cl.Close()
+	sess, err := cl.NewSession()
+	if err != nil {
+		return "", err
+	}
+	defer sess.Close()
+	var stderr strings.Builder
+	sess.Stderr = &stderr
+	out, err := sess.Output("sh -c " + sshx.Quote(script))
+	if err != nil {
+		return string(out), &azure.RunCommandError{VM: vm, Stdout: string(out), Stderr: stderr.String()}
+	}
+	return string(out), nil
+}
+
+func (c *fakeCloud) StartVM(_ context.Context, rg, vm string) error {
+	c.record("start " + rg + "/" + vm)
+	c.mu.Lock()
+	c.powerState = "running"
+	c.mu.Unlock()
+	return nil
 }
 
 func (c *fakeCloud) Provision(_ context.Context, s azure.Spec, progress func(azure.Event)) (*azure.Result, error) {
@@ -262,7 +320,7 @@ func (c *fakeCloud) Provision(_ context.Context, s azure.Spec, progress func(azu
 		}
 		c.vm = startVM(c.t, o)
 		c.fwd.setBackend(c.vm.srv.Addr)
-		c.exists = true
+		c.exists, c.managed = true, true
 		c.hostKeyTag = s.HostKeyPublic
 	}
 	for _, kind := range []string{azure.KindResourceGroup, azure.KindPublicIP, azure.KindNSG, azure.KindVNet, azure.KindNIC, azure.KindVM} {

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
 )
 
 // Pair is an ed25519 key pair.
@@ -53,15 +54,16 @@ func AuthorizedKey(k ssh.PublicKey, comment string) string {
 }
 
 // KnownHostsLine is the line to paste into ~/.ssh/known_hosts for the given
-// host names or addresses.
+// host names or addresses, each optionally with ":port" ([host]:port when
+// the port is not 22, as ssh looks it up).
 func KnownHostsLine(hosts []string, k ssh.PublicKey) string {
 	var hs []string
 	for _, h := range hosts {
 		if h != "" {
-			hs = append(hs, h)
+			hs = append(hs, knownhosts.Normalize(h))
 		}
 	}
-	return strings.Join(hs, ",") + " " + AuthorizedKey(k, "")
+	return knownhosts.Line(hs, k)
 }
 
 // FromPEM makes a Pair from an unencrypted private key (the deploy-key

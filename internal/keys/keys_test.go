@@ -29,6 +29,9 @@ func TestNewRoundTrips(t *testing.T) {
 	if !strings.HasPrefix(kh, "vm.uksouth.cloudapp.azure.com,20.0.0.1 ssh-ed25519 ") {
 		t.Fatalf("known_hosts line %q", kh)
 	}
+	if kh := KnownHostsLine([]string{"203.0.113.7:2222", "h.example:22"}, p.Public); !strings.HasPrefix(kh, "[203.0.113.7]:2222,h.example ssh-ed25519 ") {
+		t.Fatalf("known_hosts line with ports %q", kh)
+	}
 	_, hosts, pub, _, _, err := ssh.ParseKnownHosts([]byte(kh))
 	if err != nil || len(hosts) != 2 || string(pub.Marshal()) != string(p.Public.Marshal()) {
 		t.Fatalf("known_hosts line does not parse back: %v %v", hosts, err)

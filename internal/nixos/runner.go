@@ -5,9 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -48,7 +46,7 @@ type Args struct {
 	// ProxyCommand is the ssh ProxyCommand that reaches the target through
 	// the pinned host key. It must not contain whitespace: nixos-anywhere
 	// hands its ssh options to Nix as NIX_SSHOPTS="${sshArgs[*]}", which Nix
-	// splits at spaces. Use WriteProxyScript for a command with arguments.
+	// splits at spaces. Use sshx.WriteProxyScript for a command with arguments.
 	ProxyCommand string
 	// Host is the target's address; nixos-anywhere logs in as root.
 	Host string
@@ -68,7 +66,7 @@ func (a Args) Argv() ([]string, error) {
 		errs = append(errs, errors.New("identity file is empty"))
 	}
 	if a.ProxyCommand == "" || strings.ContainsAny(a.ProxyCommand, " \t\r\n") {
-		errs = append(errs, fmt.Errorf("proxy command %q: must be one word without whitespace (nixos-anywhere passes ssh options to Nix split at spaces); use WriteProxyScript", a.ProxyCommand))
+		errs = append(errs, fmt.Errorf("proxy command %q: must be one word without whitespace (nixos-anywhere passes ssh options to Nix split at spaces); use sshx.WriteProxyScript", a.ProxyCommand))
 	}
 	if a.Host == "" || strings.HasPrefix(a.Host, "-") || strings.ContainsAny(a.Host, "@ \t\r\n") {
 		errs = append(errs, fmt.Errorf("host %q: must be an address or host name", a.Host))
@@ -84,37 +82,6 @@ func (a Args) Argv() ([]string, error) {
 		"--ssh-option", "ProxyCommand=" + a.ProxyCommand,
 		"root@" + a.Host,
 	}, nil
-}
-
-// WriteProxyScript writes an executable /bin/sh script to dir/name that
-// execs argv, and returns its path, for Args.ProxyCommand. Arguments are
-// single-quoted, so any bytes survive; put no secrets in them (pass file
-// paths instead), the script is a file on disk.
-func WriteProxyScript(dir, name string, argv []string) (string, error) {
-	if len(argv) == 0 {
-		return "", errors.New("failed to write the proxy script: empty command")
-	}
-	abs, err := filepath.Abs(filepath.Join(dir, name))
-	if err != nil {
-		return "", fmt.Errorf("failed to write the proxy script: %w", err)
-	}
-	if strings.ContainsAny(abs, " \t\r\n") {
-		return "", fmt.Errorf("failed to write the proxy script: path %q has whitespace, which nixos-anywhere cannot pass to Nix", abs)
-	}
-	var b strings.Builder
-	b.WriteString("#!/bin/sh\n# ssh ProxyCommand for nixos-anywhere, written by nixos-cloud-deploy.\nexec")
-	for _, a := range argv {
-		b.WriteString(" '" + strings.ReplaceAll(a, "'", `'\''`) + "'")
-	}
-	b.WriteString("\n")
-	if err := os.WriteFile(abs, []byte(b.String()), 0o700); err != nil {
-		return "", fmt.Errorf("failed to write the proxy script: %w", err)
-	}
-	// WriteFile keeps the mode of an existing file.
-	if err := os.Chmod(abs, 0o700); err != nil {
-		return "", fmt.Errorf("failed to write the proxy script: %w", err)
-	}
-	return abs, nil
 }
 
 // Runner runs nixos-anywhere and follows its output. The zero value finds

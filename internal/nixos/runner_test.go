@@ -408,32 +408,6 @@ func TestRunBadArgs(t *testing.T) {
 	}
 }
 
-func TestWriteProxyScript(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	argv := []string{"/bin/sh", "-c", `printf '%s\n' "$@"`, "sh", "a b", "it's", `$HOME "q"`, "%h:%p"}
-	p, err := WriteProxyScript(dir, "proxy", argv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o700 {
-		t.Fatalf("stat %s: %v, %v", p, fi, err)
-	}
-	out, err := exec.Command(p).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff("a b\nit's\n$HOME \"q\"\n%h:%p\n", string(out)); diff != "" {
-		t.Errorf("proxy script arguments (-want +got):\n%s", diff)
-	}
-	if _, err := (Args{Flake: "x#y", FacterReport: "f", IdentityFile: "k", ProxyCommand: p, Host: "h"}).Argv(); err != nil {
-		t.Errorf("the script path is not a valid ProxyCommand: %v", err)
-	}
-	if _, err := WriteProxyScript(filepath.Join(dir, "with space"), "proxy", argv); err == nil || !strings.Contains(err.Error(), "whitespace") {
-		t.Errorf("WriteProxyScript into a path with a space: %v", err)
-	}
-}
-
 func BenchmarkTranscript(b *testing.B) {
 	data, err := os.ReadFile(filepath.Join("testdata", "transcripts", "kexec-install.txt"))
 	if err != nil {

@@ -80,6 +80,7 @@ type Server struct {
 	knownKeys    []string
 	extraConfig  []string
 	wrapper      []string
+	keysFiles    []string
 }
 
 type options struct {
@@ -92,10 +93,18 @@ type options struct {
 	shell       string
 	delayed     bool
 	wrapper     []string
+	keysFiles   []string
 }
 
 // Option configures Start.
 type Option func(*options)
+
+// WithAuthorizedKeysFiles makes sshd also read these authorized_keys files
+// (sshd_config syntax: %h is the user's home), as a real system's
+// ~/.ssh/authorized_keys.
+func WithAuthorizedKeysFiles(paths ...string) Option {
+	return func(o *options) { o.keysFiles = append(o.keysFiles, paths...) }
+}
 
 // WithWrapper starts sshd through argv, which must exec its arguments (for
 // example "unshare --mount -- /path/setup.sh", whose last line is
@@ -266,6 +275,7 @@ func prepare(t testing.TB, o *options) (*Server, error) {
 	s.hostKeyLines = hostKeyLines
 	s.knownKeys = knownKeys
 	s.extraConfig = o.extraConfig
+	s.keysFiles = o.keysFiles
 	if o.delayed {
 		port, err := freePort()
 		if err != nil {
@@ -319,7 +329,7 @@ func (s *Server) config() string {
 		"PubkeyAuthentication yes",
 		"PasswordAuthentication no",
 		"KbdInteractiveAuthentication no",
-		"AuthorizedKeysFile " + filepath.Join(s.Dir, "authorized_keys"),
+		"AuthorizedKeysFile " + strings.Join(append([]string{filepath.Join(s.Dir, "authorized_keys")}, s.keysFiles...), " "),
 		"AllowTcpForwarding yes",
 		"MaxStartups 1000",
 		"MaxSessions 1000",

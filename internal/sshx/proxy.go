@@ -55,16 +55,16 @@ type ProxyConfig struct {
 // ssh expands %h, %p... in it, for `ssh -o ProxyCommand=VALUE`. nixos-anywhere needs
 // WriteProxyScript instead: it passes its ssh options on through NIX_SSHOPTS, which splits this value.
 func ProxyCommand(exe string, cfg ProxyConfig) (string, error) {
-	args, err := ProxyArgv(exe, cfg)
+	args, err := proxyArgv(exe, cfg)
 	if err != nil {
 		return "", err
 	}
 	return strings.ReplaceAll(Quote(args...), "%", "%%"), nil
 }
 
-// ProxyArgv is the argument vector of the proxy subcommand for cfg, for a
+// proxyArgv is the argument vector of the proxy subcommand for cfg, for a
 // caller that runs it without a shell (or writes it into a script).
-func ProxyArgv(exe string, cfg ProxyConfig) ([]string, error) {
+func proxyArgv(exe string, cfg ProxyConfig) ([]string, error) {
 	if exe == "" || cfg.Addr == "" || cfg.HostKey == nil || cfg.IdentityFile == "" {
 		return nil, errors.New("failed to build ProxyCommand: executable, address, host key and identity file are all required")
 	}

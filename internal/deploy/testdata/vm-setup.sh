@@ -2,7 +2,8 @@
 # sshd's wrapper for a test VM (internal/deploy tests). It runs inside a
 # private mount namespace (unshare --mount) and gives the "VM" what the
 # pipeline reads on a real Azure VM: its own /dev with /dev/disk/by-id, its
-# own /etc/os-release (Ubuntu until the install flips it) and an empty /home.
+# own /etc/os-release (Ubuntu until the install flips it), an empty /home
+# and /root, and, when the test wrote one, its own /proc/meminfo.
 # Then it execs sshd, keeping its PID.
 set -eu
 vm=$1
@@ -25,4 +26,8 @@ ln -s ../../sda1 "$vm/dev/disk/by-id/scsi-3600224803fa8e3c1a6b2b4a0a2e6e6d1-part
 mount --rbind "$vm/dev" /dev
 mount --bind "$vm/os-release" /etc/os-release
 mount -t tmpfs -o mode=0755 vmhome /home
+mount -t tmpfs -o mode=0700 vmroot /root
+if [ -f "$vm/meminfo" ]; then
+  mount --bind "$vm/meminfo" /proc/meminfo
+fi
 exec "$@"
