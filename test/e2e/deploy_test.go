@@ -240,6 +240,75 @@ func TestAllocationFailed(t *testing.T) {
 
 // errorAnnotation returns the ::error workflow command whose title starts
 // with title, or "".
+// TestThrottled: ARM throttles the first PUTs (429 with Retry-After) and
+// fails one operation poll with a 500; the SDK's retries carry the deploy
+// through.
+func TestThrottled(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, quickLatency)
+	const name = "e2e-throttled"
+	w.emu.InjectFault(azuretest.Throttle(2, time.Second, azuretest.Match{Method: http.MethodPut, ResourceType: "Microsoft.Network/publicIPAddresses"}))
+	w.emu.InjectFault(azuretest.ServerError(1, azuretest.Match{Method: http.MethodGet, ResourceType: "operations"}))
+	r := w.runAction(t, w.inputs("deploy", name))
+	defer r.dump(t)
+	if r.Code != 0 {
+		t.Fatalf("exit code %d, want 0", r.Code)
+	}
+	got := map[int]int{}
+	for _, req := range w.emu.Requests() {
+		got[req.Status]++
+	}
+	if got[http.StatusTooManyRequests] != 2 || got[http.StatusInternalServerError] != 1 {
+		t.Errorf("answers by status %v: want 2 throttled (429) and 1 server error (500), retried", got)
+	}
+	if !strings.Contains(w.fleet.VM(t, name).OSRelease(), "ID=nixos") {
+		t.Errorf("the VM does not run NixOS after the deploy")
+	}
+	checkNoSecrets(t, r, w)
+}
+
+// TestInstallFails: the VM boots, nixos-anywhere aborts after kexec. The
+// run fails in the install stage with the hint about kexec, the serial log
+// the emulator serves for the booted VM, and, with cleanup-on-failure,
+// nothing left.
+func TestInstallFails(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, quickLatency)
+	const name = "e2e-kexec-fails"
+	const serial = "[   12.5] e2e-serial-marker: kexec_core: Starting new kernel"
+	w.emu.SetSerialLog(name, "[    0.000000] Linux version 6.8.0-1017-azure\r\n"+serial+"\r\n")
+	in := w.inputs("deploy", name)
+	in["cleanup-on-failure"] = "true"
+	r := w.runAction(t, in, "FAKE_NA_MODE=abort")
+	defer r.dump(t)
+	if r.Code != 1 {
+		t.Errorf("exit code %d, want 1 (deployment failed)", r.Code)
+	}
+	ann := errorAnnotation(r.Stdout, "deployment failed")
+	for _, want := range []string{"title=deployment failed in stage install", "Failed to kexec into NixOS installer", "Secure Boot", "e2e-serial-marker"} {
+		if !strings.Contains(ann, want) {
+			t.Errorf("the ::error annotation lacks %q:\n%s", want, ann)
+		}
+	}
+	checkStages(t, r.Summary, []stage{
+		{Name: "plan", Status: "✅ ok"},
+		{Name: "provision", Status: "✅ ok"},
+		{Name: "wait for SSH", Status: "✅ ok"},
+		{Name: "detect disk", Status: "✅ ok"},
+		{Name: "install", Status: "❌ failed"},
+		{Name: "verify", Status: "· not run"},
+		{Name: "finalize", Status: "· not run"},
+		{Name: "report", Status: "· not run"},
+	})
+	if ids := w.emu.ResourceIDs(); len(ids) > 0 {
+		t.Errorf("cleanup-on-failure left:\n%s", strings.Join(ids, "\n"))
+	}
+	if strings.Contains(w.fleet.VM(t, name).OSRelease(), "ID=nixos") {
+		t.Errorf("the VM runs NixOS although the install aborted")
+	}
+	checkNoSecrets(t, r, w)
+}
+
 func errorAnnotation(stdout, title string) string {
 	for _, l := range strings.Split(stdout, "\n") {
 		if strings.HasPrefix(l, "::error ") && strings.Contains(l, "title="+title) {

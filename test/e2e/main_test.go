@@ -230,8 +230,9 @@ type run struct {
 	Wall           time.Duration
 }
 
-// runAction runs the binary as a GitHub Actions step with the given inputs.
-func (w *world) runAction(t testing.TB, in map[string]string) *run {
+// runAction runs the binary as a GitHub Actions step with the given inputs
+// and extra NAME=value environment (for the stand-in's FAKE_NA_MODE).
+func (w *world) runAction(t testing.TB, in map[string]string, extraEnv ...string) *run {
 	t.Helper()
 	dir := t.TempDir()
 	ws := filepath.Join(dir, "workspace")
@@ -264,6 +265,7 @@ func (w *world) runAction(t testing.TB, in map[string]string) *run {
 		"E2E_PROXY_COPY=" + p("proxy"),
 		"E2E_STANDIN_TIMES=" + p("standin-times"),
 	}
+	env = append(env, extraEnv...)
 	names := make([]string, 0, len(in))
 	for k := range in {
 		names = append(names, k)
