@@ -123,7 +123,7 @@ func (r *runner) run(ctx context.Context) int {
 	switch r.cfg.Command {
 	case config.Plan:
 		return r.plan()
-	case config.Deploy, config.Destroy:
+	case config.Deploy, config.Destroy, config.Install:
 		return r.execute(ctx)
 	}
 	r.sink.Errorf("internal error", "command %q has no implementation", r.cfg.Command)

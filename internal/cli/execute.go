@@ -10,15 +10,19 @@ import (
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/deploy"
 )
 
-// execute runs deploy and destroy against Azure.
+// execute runs deploy, install and destroy.
 func (r *runner) execute(ctx context.Context) int {
-	cloud, err := r.connectAzure(ctx)
-	if err != nil {
-		r.sink.Errorf("azure", "%v", err)
-		r.sink.Summary(fmt.Sprintf("## nixos-cloud-deploy: %s `%s` failed\n\nCould not connect to Azure: %s\n", r.cfg.Command, r.cfg.VMName, err))
-		return ExitDeployFailed
+	opts := deploy.Options{Config: r.cfg, Env: r.planEnv(), Sink: r.sink}
+	// install onto target-host needs no Azure at all.
+	if r.cfg.Target == nil {
+		cloud, err := r.connectAzure(ctx)
+		if err != nil {
+			r.sink.Errorf("azure", "%v", err)
+			r.sink.Summary(fmt.Sprintf("## nixos-cloud-deploy: %s `%s` failed\n\nCould not connect to Azure: %s\n", r.cfg.Command, r.cfg.VMName, err))
+			return ExitDeployFailed
+		}
+		opts.Cloud = cloud
 	}
-	opts := deploy.Options{Config: r.cfg, Env: r.planEnv(), Cloud: cloud, Sink: r.sink}
 	var res *deploy.Result
 	if r.cfg.Command == config.Destroy {
 		res = deploy.Destroy(ctx, opts)

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/cloudinit"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/config"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/finalize"
@@ -39,6 +41,7 @@ type Plan struct {
 	VMName        string
 	UserName      string
 	FQDN          string
+	Where         string // "in uksouth (AzureCloud), resource group x" or "onto host h:22"
 	Resources     []Resource
 	CloudInit     string   // rendered cloud-config with secrets redacted
 	NixosAnywhere []string // argument vector
@@ -85,7 +88,11 @@ func Tags(c config.Config, runURL string) map[string]string {
 func New(c config.Config, env Env) Plan {
 	cmd := c.Command
 	if cmd == config.Plan {
-		cmd = config.Deploy // the plan shows what deploy would do
+		// The plan shows what deploy would do, or install with target-host.
+		cmd = config.Deploy
+		if c.Target != nil {
+			cmd = config.Install
+		}
 	}
 	p := Plan{
 		Command:       cmd,
@@ -95,12 +102,26 @@ func New(c config.Config, env Env) Plan {
 		VMName:        c.VMName,
 		UserName:      c.UserName,
 		FQDN:          FQDN(c.VMName, c.Location),
+		Where:         fmt.Sprintf("in %s (%s), resource group %s", c.Location, c.Azure.Environment, c.ResourceGroup),
 	}
 	if c.Command == config.Destroy {
 		p.Resources = []Resource{{
 			Kind: "Microsoft.Resources/resourceGroups", Name: c.ResourceGroup,
 			Props: []Prop{{"action", "delete, with everything in it, only if tagged " + TagManagedBy + ": " + ManagedByValue}},
 		}}
+		return p
+	}
+	if cmd == config.Install {
+		p.Resources = installTargets(c)
+		p.NixosAnywhere = NixosAnywhereArgs(c.VMName)
+		p.Proxy = ProxyLine(env.Self)
+		for _, st := range finalize.Steps(c) {
+			p.Finalize = append(p.Finalize, st.String())
+		}
+		if t := c.Target; t != nil {
+			p.FQDN = t.Host
+			p.Where = "onto host " + t.Addr()
+		}
 		return p
 	}
 	tags := formatTags(Tags(c, env.RunURL))
@@ -144,6 +165,29 @@ func New(c config.Config, env Env) Plan {
 		p.Finalize = append(p.Finalize, st.String())
 	}
 	return p
+}
+
+// installTargets describes the machine command: install works on; nothing
+// is created.
+func installTargets(c config.Config) []Resource {
+	access := "authorise the deploy key for root, read the host key, check memory, Secure Boot and whether it already runs NixOS"
+	if t := c.Target; t != nil {
+		return []Resource{{Kind: "existing host", Name: t.Addr(), Props: []Prop{
+			{"host key", ssh.FingerprintSHA256(t.HostKey) + " (target-host-key)"},
+			{"first login", t.User + " with target-ssh-key" + map[bool]string{true: "", false: ", then sudo -n"}[t.User == "root"]},
+			{"over SSH", access},
+		}}}
+	}
+	power := "refused if stopped"
+	if c.StartIfStopped {
+		power = "started if stopped (start-if-stopped)"
+	}
+	return []Resource{{Kind: "Microsoft.Compute/virtualMachines (existing)", Name: c.VMName, Props: []Prop{
+		{"resource group", c.ResourceGroup},
+		{"read over ARM", "public IP, FQDN, size (memory), power state, " + TagSSHHostKey + " tag"},
+		{"power", power},
+		{"Run Command (RunShellScript)", access},
+	}}}
 }
 
 func withHostKeyTag(t map[string]string) map[string]string {

@@ -11,9 +11,20 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/config"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/keys"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
+
+// testKeyPEM is a throwaway private key for the target-ssh-key input; the
+// plan never shows it.
+var testKeyPEM = func() string {
+	k, err := keys.New(nil, "")
+	if err != nil {
+		panic(err)
+	}
+	return string(k.PrivatePEM)
+}()
 
 func cfg(t *testing.T, set map[string]string) config.Config {
 	t.Helper()
@@ -50,6 +61,10 @@ func TestPlanGolden(t *testing.T) {
 			"auto-shutdown": "22:00",
 		}},
 		{"destroy", map[string]string{"command": "destroy", "vm-name": "web-01"}},
+		{"install-azure", map[string]string{"command": "install", "vm-name": "old-vm", "resource-group": "legacy", "start-if-stopped": "true"}},
+		{"install-host", map[string]string{"command": "plan", "vm-name": "box", "target-host": "203.0.113.7:2222", "target-user": "ubuntu",
+			"target-host-key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
+			"target-ssh-key": testKeyPEM, "azure-subscription-id": ""}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

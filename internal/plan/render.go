@@ -11,10 +11,13 @@ import (
 // Text renders the plan for a terminal.
 func (p Plan) Text() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Plan: %s %s in %s (%s), resource group %s\n", p.Command, p.VMName, p.Location, p.Cloud, p.ResourceGroup)
-	if p.Command == config.Destroy {
+	fmt.Fprintf(&b, "Plan: %s %s %s\n", p.Command, p.VMName, p.Where)
+	switch p.Command {
+	case config.Destroy:
 		b.WriteString("\nDelete:\n")
-	} else {
+	case config.Install:
+		b.WriteString("\nInstall onto (nothing is created in Azure):\n")
+	default:
 		b.WriteString("\nAzure resources (created, or reused when they exist and are tagged as ours):\n")
 	}
 	for i, r := range p.Resources {
@@ -29,9 +32,11 @@ func (p Plan) Text() string {
 	if p.Command == config.Destroy {
 		return b.String()
 	}
-	b.WriteString("\nCloud-init custom data (secrets redacted):\n")
-	for _, l := range strings.Split(strings.TrimRight(p.CloudInit, "\n"), "\n") {
-		b.WriteString("  | " + l + "\n")
+	if p.CloudInit != "" {
+		b.WriteString("\nCloud-init custom data (secrets redacted):\n")
+		for _, l := range strings.Split(strings.TrimRight(p.CloudInit, "\n"), "\n") {
+			b.WriteString("  | " + l + "\n")
+		}
 	}
 	b.WriteString("\nInstall NixOS (one argument per line, no shell):\n")
 	for _, a := range p.NixosAnywhere {
@@ -53,7 +58,7 @@ func (p Plan) Text() string {
 func (p Plan) Markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "## Plan: %s `%s`\n\n", p.Command, p.VMName)
-	fmt.Fprintf(&b, "Cloud **%s**, location **%s**, resource group **%s**.\n\n", p.Cloud, p.Location, mdEscape(p.ResourceGroup))
+	fmt.Fprintf(&b, "%s.\n\n", mdEscape(strings.ToUpper(p.Where[:1])+p.Where[1:]))
 	b.WriteString("| # | resource | name | after | properties |\n| --- | --- | --- | --- | --- |\n")
 	for i, r := range p.Resources {
 		var props []string
@@ -65,9 +70,12 @@ func (p Plan) Markdown() string {
 	if p.Command == config.Destroy {
 		return b.String()
 	}
-	b.WriteString("\n<details><summary>Cloud-init custom data (secrets redacted)</summary>\n\n```yaml\n")
-	b.WriteString(strings.TrimRight(p.CloudInit, "\n"))
-	b.WriteString("\n```\n\n</details>\n\n### Install\n\n```sh\n")
+	if p.CloudInit != "" {
+		b.WriteString("\n<details><summary>Cloud-init custom data (secrets redacted)</summary>\n\n```yaml\n")
+		b.WriteString(strings.TrimRight(p.CloudInit, "\n"))
+		b.WriteString("\n```\n\n</details>\n")
+	}
+	b.WriteString("\n### Install\n\n```sh\n")
 	quoted := make([]string, len(p.NixosAnywhere))
 	for i, a := range p.NixosAnywhere {
 		quoted[i] = sshx.Quote(a)
