@@ -92,6 +92,7 @@ func (f *fakeARM) id(rg, provider, typ, name string) string {
 
 // put runs the shared part of every PUT handler: timeline, hook, emulated latency.
 func (f *fakeARM) put(ctx context.Context, kind string) error {
+	ctx = requestCtx(ctx)
 	f.mu.Lock()
 	f.puts = append(f.puts, kind)
 	f.timeline = append(f.timeline, mark{kind: kind})
@@ -148,15 +149,47 @@ func (r *router) Do(req *http.Request) (*http.Response, error) {
 			return resp, nil
 		}
 	}
-	p := strings.ToLower(req.URL.Path)
-	switch {
+	var tr policy.Transporter
+	switch p := strings.ToLower(req.URL.Path); {
 	case strings.Contains(p, "/providers/microsoft.compute/"):
-		return r.compute.Do(req)
+		tr = r.compute
 	case strings.Contains(p, "/providers/microsoft.network/"):
-		return r.network.Do(req)
+		tr = r.network
 	default:
-		return r.resources.Do(req)
+		tr = r.resources
 	}
+	// The generated fakes close their result channel when the request's context ends while
+	// the handler goroutine may still send on it ("send on closed channel"), which happens
+	// whenever Provision cancels the siblings of a failed network step. So the fakes get a
+	// context that never ends; the handlers find the real one through requestCtx, and this
+	// transport stops waiting when it ends.
+	ctx := req.Context()
+	inner := req.WithContext(context.WithValue(context.WithoutCancel(ctx), realCtxKey{}, ctx))
+	type result struct {
+		resp *http.Response
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		resp, err := tr.Do(inner)
+		ch <- result{resp, err}
+	}()
+	select {
+	case res := <-ch:
+		return res.resp, res.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+type realCtxKey struct{}
+
+// requestCtx returns the context of the SDK's request, which ends when the caller cancels.
+func requestCtx(ctx context.Context) context.Context {
+	if c, ok := ctx.Value(realCtxKey{}).(context.Context); ok {
+		return c
+	}
+	return ctx
 }
 
 // armJSON builds a raw ARM response, as the real service sends it.
