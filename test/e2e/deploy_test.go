@@ -5,10 +5,12 @@ package e2e
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -71,6 +73,9 @@ func TestDeployRerunDestroy(t *testing.T) {
 		// finalize steps ran as root.
 		if !strings.Contains(vm.OSRelease(), "ID=nixos") {
 			t.Errorf("the VM's /etc/os-release after the install:\n%s\nwant ID=nixos", vm.OSRelease())
+		}
+		if !strings.Contains(vm.SSHDLog(), "--- reboot into NixOS ---") {
+			t.Errorf("the VM was not rebooted after the install")
 		}
 		wantCalls := []string{
 			"nix-channel --add https://nixos.org/channels/nixos-26.05 nixos",
@@ -145,6 +150,54 @@ func TestDeployRerunDestroy(t *testing.T) {
 		}
 		if d := cmp.Diff(wantCalls, vm.Calls()[callsBefore:]); d != "" {
 			t.Errorf("finalize commands seen on the VM on the re-run (-want +got):\n%s", d)
+		}
+		checkNoSecrets(t, r, w)
+	})
+
+	// Without the deploy-key input a run has a new key, which root on the
+	// installed VM refuses: the host key still verifies (from the VM's tag),
+	// the SSH banner says it is no longer Ubuntu, and install and finalize
+	// are skipped with a warning.
+	t.Run("rerun without deploy-key", func(t *testing.T) {
+		nokey := w.inputs("deploy", name)
+		delete(nokey, "deploy-key")
+		before := w.emu.ResourceIDs()
+		callsBefore := len(vm.Calls())
+		r := w.runAction(t, nokey)
+		defer r.dump(t)
+		if r.Code != 0 {
+			t.Fatalf("exit code %d, want 0", r.Code)
+		}
+		if d := cmp.Diff(before, w.emu.ResourceIDs()); d != "" {
+			t.Errorf("resources changed on a re-run (-before +after):\n%s", d)
+		}
+		const noRoot = "root on the existing VM does not accept this run's deploy key (give the deploy-key input to converge fully)"
+		const installed = "the existing VM runs NixOS (its SSH server says so) and root does not accept this run's deploy key"
+		checkStages(t, r.Summary, []stage{
+			{Name: "plan", Status: "✅ ok"},
+			{Name: "provision", Status: "✅ ok", Note: "0 created, 6 reused; " + vm.IP},
+			{Name: "wait for SSH", Status: "✅ ok"},
+			{Name: "detect disk", Status: "⏭️ skipped", Note: installed},
+			{Name: "install", Status: "⏭️ skipped", Note: installed},
+			{Name: "verify", Status: "⏭️ skipped", Note: noRoot},
+			{Name: "finalize", Status: "⏭️ skipped", Note: noRoot},
+			{Name: "report", Status: "✅ ok"},
+		})
+		if !strings.Contains(r.Summary, "no root access") {
+			t.Errorf("the summary does not say root refused the key")
+		}
+		warned := false
+		for _, l := range strings.Split(r.Stdout, "\n") {
+			warned = warned || strings.HasPrefix(l, "::warning::") && strings.Contains(l, "give the deploy-key input")
+		}
+		if !warned {
+			t.Errorf("no ::warning:: that install and finalize were skipped")
+		}
+		if got := vm.Calls()[callsBefore:]; len(got) > 0 {
+			t.Errorf("commands ran on the VM without root access: %q", got)
+		}
+		if r.Outputs["ssh-host-key"] == "" || r.Outputs["fqdn"] == "" {
+			t.Errorf("outputs missing on a no-root re-run: %v", r.Outputs)
 		}
 		checkNoSecrets(t, r, w)
 	})
@@ -497,12 +550,40 @@ func checkStandIn(t *testing.T, r *run, rec azuretest.VMRecord, hostKeyPub strin
 		}
 	}
 	// The proxy script execs this binary's proxy subcommand with the pinned key.
-	s := r.ProxyScript
-	for _, want := range []string{"exec '" + binary + "' 'proxy'", "'--addr' '" + net.JoinHostPort(rec.PublicIPs[0], "22") + "'", "'--host-key' '" + hostKeyPub + "'", "'--user' 'root'"} {
-		if !strings.Contains(s, want) {
-			t.Errorf("ProxyCommand script lacks %q:\n%s", want, s)
+	got, err := execArgv(r.ProxyScript)
+	if err != nil {
+		t.Fatalf("ProxyCommand script: %v\n%s", err, r.ProxyScript)
+	}
+	want := map[string]string{"--addr": net.JoinHostPort(rec.PublicIPs[0], "22"), "--host-key": hostKeyPub, "--user": "root"}
+	if len(got) < 2 || got[0] != binary || got[1] != "proxy" {
+		t.Errorf("ProxyCommand script runs %q, want %s proxy ...", got, binary)
+	}
+	for i := 2; i+1 < len(got); i += 2 {
+		if v, ok := want[got[i]]; ok {
+			if got[i+1] != v {
+				t.Errorf("ProxyCommand %s %q, want %q", got[i], got[i+1], v)
+			}
+			delete(want, got[i])
 		}
 	}
+	if len(want) > 0 {
+		t.Errorf("ProxyCommand script lacks %v:\n%s", want, r.ProxyScript)
+	}
+}
+
+// execArgv returns the argument vector of the script's exec line, as the
+// shell splits it.
+func execArgv(script string) ([]string, error) {
+	for _, l := range strings.Split(script, "\n") {
+		if rest, ok := strings.CutPrefix(l, "exec "); ok {
+			out, err := exec.Command("/bin/sh", "-c", `printf '%s\n' `+rest).Output()
+			if err != nil {
+				return nil, err
+			}
+			return strings.Split(strings.TrimSuffix(string(out), "\n"), "\n"), nil
+		}
+	}
+	return nil, errors.New("no exec line")
 }
 
 // checkUserLogin logs in as the admin user with the user's own key,

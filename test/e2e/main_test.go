@@ -118,9 +118,10 @@ func setup(tmp string) error {
 	if _, err := os.Stat(fake); err != nil {
 		return err
 	}
-	// The wrapper times the stand-in (for the orchestration overhead) and
+	// The wrapper times the stand-in (for the orchestration overhead),
 	// keeps a copy of the ProxyCommand script, which the binary removes at
-	// exit, then runs the stand-in.
+	// exit, runs the stand-in, and after a successful install reboots the
+	// VM into "NixOS" (see fleet.writeReboot).
 	wrapper := `#!/usr/bin/env bash
 set -u
 start=$(date +%s%N)
@@ -131,6 +132,12 @@ if [[ -n ${E2E_PROXY_COPY-} ]]; then
 fi
 ` + shellQuote(fake) + ` "$@"
 rc=$?
+# The install ends with a reboot into NixOS.
+host=${*: -1}
+host=${host#*@}
+if [[ $rc == 0 && -n ${E2E_REBOOT_DIR-} && -x $E2E_REBOOT_DIR/$host ]]; then
+  "$E2E_REBOOT_DIR/$host" || rc=1
+fi
 if [[ -n ${E2E_STANDIN_TIMES-} ]]; then
   echo "$start $(date +%s%N)" >>"$E2E_STANDIN_TIMES"
 fi
@@ -264,6 +271,7 @@ func (w *world) runAction(t testing.TB, in map[string]string, extraEnv ...string
 		"FAKE_NA_ARGV=" + p("argv"),
 		"E2E_PROXY_COPY=" + p("proxy"),
 		"E2E_STANDIN_TIMES=" + p("standin-times"),
+		"E2E_REBOOT_DIR=" + w.fleet.rebootDir,
 	}
 	env = append(env, extraEnv...)
 	names := make([]string, 0, len(in))

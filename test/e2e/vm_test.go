@@ -160,6 +160,10 @@ func (vm *bootedVM) SSHDLog() string {
 type fleet struct {
 	t   testing.TB
 	net network
+	// rebootDir holds one script per VM, named for its public IP, that
+	// reboots it into "NixOS"; the nixos-anywhere wrapper runs it after a
+	// successful install (E2E_REBOOT_DIR).
+	rebootDir string
 
 	mu   sync.Mutex
 	vms  []*bootedVM
@@ -167,7 +171,7 @@ type fleet struct {
 }
 
 func newFleet(t testing.TB) *fleet {
-	return &fleet{t: t, net: newNetwork(t)}
+	return &fleet{t: t, net: newNetwork(t), rebootDir: t.TempDir()}
 }
 
 // Boot is azuretest.Options.OnVMCreated.
@@ -382,7 +386,47 @@ func (f *fleet) boot(rec azuretest.VMRecord) (*bootedVM, error) {
 		}
 	}
 	vm.BootTime = time.Since(t0)
+	if err := f.writeReboot(vm, setup); err != nil {
+		return nil, err
+	}
 	return vm, nil
+}
+
+// writeReboot writes the script that reboots vm into the installed NixOS,
+// as the end of a real nixos-anywhere run does: every process of the VM
+// dies (connections drop), and sshd comes back with the same host key and
+// keys (--copy-host-keys, the rendered config), a fresh /home, and a
+// banner without a distribution, as NixOS's OpenSSH sends it. The script
+// returns once sshd accepts connections again.
+func (f *fleet) writeReboot(vm *bootedVM, setup string) error {
+	cfg, err := os.ReadFile(filepath.Join(vm.Dir, "sshd_config"))
+	if err != nil {
+		return err
+	}
+	nixosCfg := filepath.Join(vm.Dir, "sshd_config.nixos")
+	if err := os.WriteFile(nixosCfg, append(cfg, "DebianBanner no\n"...), 0o644); err != nil {
+		return err
+	}
+	q := shellQuote
+	script := `#!/usr/bin/env bash
+set -u
+for _ in $(seq 100); do
+  pids=$(ip netns pids ` + q(vm.NS) + `)
+  [[ -z $pids ]] && break
+  kill -9 $pids 2>/dev/null
+  sleep 0.01
+done
+echo "--- reboot into NixOS ---" >>` + q(filepath.Join(vm.Dir, "sshd.log")) + `
+setsid ip netns exec ` + q(vm.NS) + ` unshare --mount --propagation private -- /bin/sh ` + q(setup) + ` ` + q(vm.Dir) + ` ` + q(vm.Admin) + ` \
+  /usr/sbin/sshd -D -e -f ` + q(nixosCfg) + ` >>` + q(filepath.Join(vm.Dir, "sshd.log")) + ` 2>&1 </dev/null &
+for _ in $(seq 1000); do
+  (exec 3<>/dev/tcp/` + vm.IP + `/22) 2>/dev/null && exit 0
+  sleep 0.01
+done
+echo "e2e: VM ` + vm.Name + ` did not come back after the reboot" >&2
+exit 1
+`
+	return os.WriteFile(filepath.Join(f.rebootDir, vm.IP), []byte(script), 0o755)
 }
 
 // shutdown kills every process in the VM's network namespace (sshd and
