@@ -108,6 +108,14 @@ func startVM(t *testing.T, o vmOptions) *testVM {
 		// NixOS ships OpenSSH as released; Debian's adds itself to the banner.
 		opts = append(opts, sshtest.WithConfig("DebianBanner no"))
 	}
+	// Where Run Command reads the host key: the one sshd really uses.
+	signer, err := ssh.ParsePrivateKey(hostKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ssh_host_ed25519_key.pub"), ssh.MarshalAuthorizedKey(signer.PublicKey()), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	srv := sshtest.Start(t, opts...)
 	vm := &testVM{srv: srv, dir: dir}
 	srv.AddExecutable("findmnt", "#!/bin/sh\necho /dev/sda1\n")

@@ -27,6 +27,11 @@ mount --rbind "$vm/dev" /dev
 mount --bind "$vm/os-release" /etc/os-release
 mount -t tmpfs -o mode=0755 vmhome /home
 mount -t tmpfs -o mode=0700 vmroot /root
+if [ -f "$vm/ssh_host_ed25519_key.pub" ]; then
+  # The host key the VM's sshd really uses, where Run Command reads it.
+  mount -t tmpfs -o mode=0755 vmetcssh /etc/ssh
+  cp "$vm/ssh_host_ed25519_key.pub" /etc/ssh/
+fi
 if [ -f "$vm/meminfo" ]; then
   mount --bind "$vm/meminfo" /proc/meminfo
 fi
