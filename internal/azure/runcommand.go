@@ -82,4 +82,3 @@ func (p *Provisioner) StartVM(ctx context.Context, rg, vm string) error {
 	}
 	return nil
 }
-

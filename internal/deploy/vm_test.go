@@ -84,7 +84,10 @@ func startVM(t *testing.T, o vmOptions) *testVM {
 	if err := os.WriteFile(filepath.Join(dir, "os-release"), []byte(rel), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if o.memKB > 0 {
+	if o.memKB == 0 {
+		o.memKB = 16 * 1000 * 1000 // a Standard_B4ms, whatever this machine has
+	}
+	{
 		meminfo := fmt.Sprintf("MemTotal:       %d kB\nMemFree:        %d kB\n", o.memKB, o.memKB/2)
 		if err := os.WriteFile(filepath.Join(dir, "meminfo"), []byte(meminfo), 0o644); err != nil {
 			t.Fatal(err)
@@ -254,8 +257,12 @@ func (c *fakeCloud) LookupVM(_ context.Context, rg, vm string) (*azure.VMInfo, e
 	if power == "" {
 		power = "running"
 	}
+	size := c.size
+	if size == "" {
+		size = "Standard_B4ms"
+	}
 	return &azure.VMInfo{ID: "/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/" + rg + "/providers/Microsoft.Compute/virtualMachines/" + vm,
-		Name: vm, ResourceGroup: rg, Managed: c.managed, HostKey: c.hostKeyTag, PowerState: power, Size: c.size,
+		Name: vm, ResourceGroup: rg, Managed: c.managed, HostKey: c.hostKeyTag, PowerState: power, Size: size,
 		PublicIP: "127.0.0.1", FQDN: vm + ".uksouth.cloudapp.azure.com"}, nil
 }
 

@@ -64,7 +64,7 @@ func TestPlanGolden(t *testing.T) {
 		{"install-azure", map[string]string{"command": "install", "vm-name": "old-vm", "resource-group": "legacy", "start-if-stopped": "true"}},
 		{"install-host", map[string]string{"command": "plan", "vm-name": "box", "target-host": "203.0.113.7:2222", "target-user": "ubuntu",
 			"target-host-key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
-			"target-ssh-key": testKeyPEM, "azure-subscription-id": ""}},
+			"target-ssh-key":  testKeyPEM, "azure-subscription-id": ""}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
