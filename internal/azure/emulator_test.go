@@ -1,0 +1,161 @@
+package azure_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/azure"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/azure/azuretest"
+)
+
+// emulatorProvisioner wires the package's public API to the HTTPS ARM emulator the way the
+// action does for an Azure Stack Hub: discovery, client-secret credential, provisioner.
+func emulatorProvisioner(t testing.TB, emu *azuretest.Emulator) *azure.Provisioner {
+	t.Helper()
+	ctx := context.Background()
+	rc, err := azure.ResolveCloud(ctx, azure.Cloud{Name: azure.CloudStack, ARMEndpoint: emu.URL()}, emu.HTTPClient())
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := emu.Options()
+	cred, method, err := azure.NewCredential(ctx, rc, azure.Credentials{ClientID: o.ClientID, TenantID: o.TenantID, ClientSecret: o.ClientSecret},
+		&azure.CredentialOptions{ClientOptions: azcore.ClientOptions{Transport: emu.HTTPClient()}})
+	if err != nil || method != azure.MethodClientSecret {
+		t.Fatalf("NewCredential = %q, %v", method, err)
+	}
+	opts := rc.ClientOptions()
+	opts.Transport = emu.HTTPClient()
+	opts.Retry = policy.RetryOptions{RetryDelay: 5 * time.Millisecond, MaxRetryDelay: 50 * time.Millisecond}
+	p, err := azure.NewProvisioner(o.SubscriptionID, cred, opts,
+		azure.WithPollFrequency(5*time.Millisecond), azure.WithHTTPClient(emu.HTTPClient()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func emulatorSpec() azure.Spec {
+	return azure.Spec{
+		ResourceGroup: "az-nixos-rg", Location: "uksouth", VMName: "az-nixos", Size: "Standard_B2s",
+		ImageURN: "Canonical:ubuntu-24_04-lts:server:latest", AdminUser: "nixos",
+		AdminKeys:     []string{"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"},
+		CustomData:    []byte("#cloud-config\n"),
+		RunURL:        "https://github.com/o/r/actions/runs/7",
+		AutoShutdown:  "22:00",
+		HostKeyPublic: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKey",
+	}
+}
+
+// TestEmulatorLifecycle runs deploy, re-run, lookup, serial log and destroy over HTTPS with
+// real tokens, long-running operations and one throttled PUT.
+func TestEmulatorLifecycle(t *testing.T) {
+	t.Parallel()
+	emu := azuretest.New(azuretest.Options{})
+	t.Cleanup(emu.Close)
+	emu.InjectFault(azuretest.Throttle(1, 10*time.Millisecond, azuretest.Match{Method: "PUT", ResourceType: "Microsoft.Compute/virtualMachines"}))
+	p := emulatorProvisioner(t, emu)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	res, err := p.Provision(ctx, emulatorSpec(), nil)
+	if err != nil {
+		t.Fatalf("Provision: %v", err)
+	}
+	if res.PublicIP == "" || !strings.HasPrefix(res.FQDN, "az-nixos.") || res.VMID == "" {
+		t.Errorf("result = %+v", res)
+	}
+	throttled := 0
+	for _, r := range emu.Requests() {
+		if r.Status == 429 {
+			throttled++
+		}
+	}
+	if throttled != 1 {
+		t.Errorf("%d throttled requests, want 1 (retried by the SDK)", throttled)
+	}
+	again, err := p.Provision(ctx, emulatorSpec(), nil)
+	if err != nil {
+		t.Fatalf("second Provision: %v", err)
+	}
+	for _, r := range again.Resources {
+		if r.Action != azure.ActionReused {
+			t.Errorf("re-run: %s %s", r.Kind, r.Action)
+		}
+	}
+	if vms := emu.VMs(); len(vms) != 1 {
+		t.Errorf("emulator has %d VMs, want 1", len(vms))
+	}
+
+	info, err := p.LookupVM(ctx, "az-nixos-rg", "az-nixos")
+	if err != nil {
+		t.Fatalf("LookupVM: %v", err)
+	}
+	if !info.Managed || info.HostKey != emulatorSpec().HostKeyPublic || info.PublicIP != res.PublicIP || info.FQDN != res.FQDN {
+		t.Errorf("LookupVM = %+v", info)
+	}
+
+	log, err := p.SerialLog(ctx, "az-nixos-rg", "az-nixos", 1)
+	if err != nil {
+		t.Fatalf("SerialLog: %v", err)
+	}
+	if !strings.Contains(log, "ttyS0") {
+		t.Errorf("serial log tail = %q", log)
+	}
+
+	d, err := p.Destroy(ctx, "az-nixos-rg")
+	if err != nil || !d.Deleted || len(d.Resources) == 0 {
+		t.Fatalf("Destroy = %+v, %v", d, err)
+	}
+	if ids := emu.ResourceIDs(); len(ids) != 0 {
+		t.Errorf("left after destroy: %v", ids)
+	}
+	d, err = p.Destroy(ctx, "az-nixos-rg")
+	if err != nil || d.Deleted || d.Note == "" {
+		t.Errorf("second Destroy = %+v, %v", d, err)
+	}
+}
+
+// BenchmarkProvisionEmulator is BenchmarkProvision over HTTPS against the emulator, whose
+// long-running operations are really polled (every 5 ms here).
+func BenchmarkProvisionEmulator(b *testing.B) {
+	lat := azuretest.Latency{
+		ResourceGroup: 20 * time.Millisecond, PublicIP: 300 * time.Millisecond, NSG: 200 * time.Millisecond,
+		VNet: 400 * time.Millisecond, NIC: 200 * time.Millisecond, VM: 1500 * time.Millisecond,
+	}
+	critical := lat.ResourceGroup + max(lat.PublicIP, lat.NSG, lat.VNet) + lat.NIC + lat.VM
+	sequential := lat.ResourceGroup + lat.PublicIP + lat.NSG + lat.VNet + lat.NIC + lat.VM
+	s := emulatorSpec()
+	s.AutoShutdown = ""
+	var total time.Duration
+	n := 0
+	for b.Loop() {
+		b.StopTimer()
+		emu := azuretest.New(azuretest.Options{Latency: lat})
+		p := emulatorProvisioner(b, emu)
+		b.StartTimer()
+		start := time.Now()
+		_, err := p.Provision(context.Background(), s, nil)
+		total += time.Since(start)
+		n++
+		b.StopTimer()
+		emu.Close()
+		b.StartTimer()
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	wall := total / time.Duration(n)
+	ratio := float64(wall) / float64(critical)
+	b.ReportMetric(float64(wall.Milliseconds()), "wall-ms")
+	b.ReportMetric(float64(critical.Milliseconds()), "critical-ms")
+	b.ReportMetric(ratio, "wall/critical")
+	b.ReportMetric(float64(sequential)/float64(wall), "sequential/wall")
+	b.ReportMetric(0, "ns/op")
+	if ratio > 1.15 {
+		b.Errorf("wall %v is %.3f × the critical path %v; want <= 1.15", wall, ratio, critical)
+	}
+}
