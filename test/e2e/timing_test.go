@@ -4,11 +4,15 @@ package e2e
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 )
 
 // timing is one deploy with the emulated latencies, taken apart.
@@ -19,6 +23,10 @@ type timing struct {
 	Boot     time.Duration // the emulated VM's boot (sshd start) in the emulator's hook
 	Pipeline time.Duration // the summary's total: the stages, without start-up (discovery, token) and exit
 	Stages   []stage
+	// What one SSH round trip to the emulated VM costs on this machine, and
+	// how many the run made outside the stand-in: the bulk of the overhead.
+	Handshake, Session    time.Duration
+	Connections, Sessions int
 }
 
 // Overhead is what the orchestration adds: everything that is not waiting
@@ -30,8 +38,9 @@ func (tm timing) String() string {
 	for _, s := range tm.Stages {
 		st = append(st, fmt.Sprintf("%s=%s", strings.ReplaceAll(s.Name, " ", "-"), s.Duration))
 	}
-	return fmt.Sprintf("E2E-TIMING total=%s critical-path=%s stand-in=%s vm-boot=%s overhead=%s (outside the stages: %s) stages: %s",
-		ms(tm.Total), ms(tm.Critical), ms(tm.StandIn), ms(tm.Boot), ms(tm.Overhead()), ms(tm.Total-tm.Pipeline), strings.Join(st, " "))
+	return fmt.Sprintf("E2E-TIMING total=%s critical-path=%s stand-in=%s vm-boot=%s overhead=%s (outside the stages: %s) stages: %s; ssh: %d connections incl. the proxy's (handshake %s), %d commands (%s each)",
+		ms(tm.Total), ms(tm.Critical), ms(tm.StandIn), ms(tm.Boot), ms(tm.Overhead()), ms(tm.Total-tm.Pipeline), strings.Join(st, " "),
+		tm.Connections, ms(tm.Handshake), tm.Sessions, ms(tm.Session))
 }
 
 func ms(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
@@ -46,8 +55,61 @@ func timedDeploy(tb testing.TB, name string) timing {
 		tb.Fatalf("deploy exit code %d, want 0", r.Code)
 	}
 	vm := w.fleet.VM(tb, name)
-	return timing{Total: r.Wall, Critical: criticalPath(e2eLatency), StandIn: r.StandInTime, Boot: vm.BootTime,
+	tm := timing{Total: r.Wall, Critical: criticalPath(e2eLatency), StandIn: r.StandInTime, Boot: vm.BootTime,
 		Pipeline: summaryTotal(tb, r.Summary), Stages: summaryStages(tb, r.Summary)}
+	// Connections from the host's address: the run's own and the proxy's
+	// (one per ssh the stand-in runs; its inner ones arrive from the VM's
+	// loopback through the proxy's direct-tcpip channel). Commands from the
+	// host's address are the run's own.
+	host := w.fleet.net.host.String()
+	for _, l := range strings.Split(vm.SSHDLog(), "\n") {
+		switch {
+		case strings.HasPrefix(l, "Accepted publickey for root from "+host+" "):
+			tm.Connections++
+		case strings.HasPrefix(l, "Starting session: command for root from "+host+" "):
+			tm.Sessions++
+		}
+	}
+	tm.Handshake, tm.Session = sshCost(tb, w, vm)
+	return tm
+}
+
+// sshCost measures one SSH handshake and one command round trip to the VM
+// (median of five each), with the deploy key and the pinned host key, as
+// the pipeline connects.
+func sshCost(tb testing.TB, w *world, vm *bootedVM) (handshake, session time.Duration) {
+	tb.Helper()
+	hk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(vm.HostKeyPub))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg := &ssh.ClientConfig{User: "root", Auth: []ssh.AuthMethod{ssh.PublicKeys(w.deployKey.Signer)}, HostKeyCallback: ssh.FixedHostKey(hk), Timeout: 10 * time.Second}
+	addr := net.JoinHostPort(vm.IP, "22")
+	var hs, ss []time.Duration
+	for range 5 {
+		t0 := time.Now()
+		c, err := ssh.Dial("tcp", addr, cfg)
+		if err != nil {
+			tb.Fatalf("ssh to the VM: %v", err)
+		}
+		hs = append(hs, time.Since(t0))
+		t0 = time.Now()
+		sess, err := c.NewSession()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if err := sess.Run("true"); err != nil {
+			tb.Fatal(err)
+		}
+		ss = append(ss, time.Since(t0))
+		c.Close()
+	}
+	return median(hs), median(ss)
+}
+
+func median(ds []time.Duration) time.Duration {
+	slices.Sort(ds)
+	return ds[len(ds)/2]
 }
 
 // TestTiming reports the orchestration overhead of one deploy over the

@@ -125,9 +125,10 @@ type bootedVM struct {
 	NS    string
 	Dir   string
 	Admin string
-	// HostKeyPEM is the private host key cloud-init installed (a secret).
-	HostKeyPEM string
-	BootTime   time.Duration // from the hook's call until sshd accepted connections
+	// HostKeyPEM is the private host key cloud-init installed (a secret);
+	// HostKeyPub its public half.
+	HostKeyPEM, HostKeyPub string
+	BootTime               time.Duration // from the hook's call until sshd accepted connections
 
 	cmd *exec.Cmd
 }
@@ -261,7 +262,7 @@ func (f *fleet) boot(rec azuretest.VMRecord) (*bootedVM, error) {
 		return nil, err
 	}
 	id := randomHex(4)
-	vm := &bootedVM{Name: rec.Name, IP: ip.String(), NS: "e2e-" + id, Dir: dir, Admin: admin, HostKeyPEM: cc.SSHKeys["ed25519_private"]}
+	vm := &bootedVM{Name: rec.Name, IP: ip.String(), NS: "e2e-" + id, Dir: dir, Admin: admin, HostKeyPEM: cc.SSHKeys["ed25519_private"], HostKeyPub: cc.SSHKeys["ed25519_public"]}
 	f.t.Cleanup(func() { vm.shutdown(f.t) })
 
 	// cloud-init's cc_ssh: the host key from ssh_keys; root's keys only
