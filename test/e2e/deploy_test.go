@@ -717,3 +717,66 @@ func mustJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// TestInstallAfterFailedInstall: a deploy whose install aborts leaves an
+// Ubuntu VM whose root accepts only that run's (random) deploy key.
+// command: install recovers: it finds the VM over ARM, authorises its own
+// deploy key for root through Azure Run Command (no SSH credentials), pins
+// the host key from the VM's tag, and installs.
+func TestInstallAfterFailedInstall(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, quickLatency)
+	const name = "e2e-install"
+	in := w.inputs("deploy", name)
+	delete(in, "deploy-key")
+	in["cleanup-on-failure"] = "false"
+	r := w.runAction(t, in, "FAKE_NA_MODE=abort")
+	if r.Code != 1 {
+		r.dump(t)
+		t.Fatalf("deploy with an aborting install: exit code %d, want 1", r.Code)
+	}
+	vm := w.fleet.VM(t, name)
+	hostKeyPub := vm.HostKeyPub
+	w.emu.ResetRequests()
+
+	in["command"] = "install"
+	r = w.runAction(t, in)
+	defer r.dump(t)
+	if r.Code != 0 {
+		t.Fatalf("install: exit code %d, want 0", r.Code)
+	}
+	checkStages(t, r.Summary, []stage{
+		{Name: "plan", Status: "✅ ok"},
+		{Name: "locate", Status: "✅ ok"},
+		{Name: "prepare access", Status: "✅ ok"},
+		{Name: "wait for SSH", Status: "✅ ok"},
+		{Name: "detect disk", Status: "✅ ok", Note: "/dev/disk/by-id/wwn-0x60022480e2e0e2e0e2e0e2e0e2e0e2e0"},
+		{Name: "install", Status: "✅ ok", Note: "11 phases"},
+		{Name: "verify", Status: "✅ ok", Note: "NixOS, host key unchanged"},
+		{Name: "finalize", Status: "✅ ok", Note: "5 steps"},
+		{Name: "report", Status: "✅ ok"},
+	})
+	runCommands := 0
+	for _, req := range w.emu.Requests() {
+		if req.Method == http.MethodPut || req.Method == http.MethodDelete {
+			t.Errorf("install changed a resource: %s %s", req.Method, req.Path)
+		}
+		if req.Method == http.MethodPost && strings.HasSuffix(req.Path, "/runCommand") {
+			runCommands++
+		}
+	}
+	if runCommands != 1 {
+		t.Errorf("%d Run Command requests, want 1 (to authorise the deploy key)", runCommands)
+	}
+	if !strings.Contains(vm.OSRelease(), "ID=nixos") {
+		t.Errorf("the VM does not run NixOS after command: install")
+	}
+	if got := r.Outputs["ssh-host-key"]; !strings.HasSuffix(got, " "+hostKeyPub) {
+		t.Errorf("ssh-host-key output %q, want the VM's key %q", got, hostKeyPub)
+	}
+	if calls := vm.Calls(); len(calls) == 0 || calls[len(calls)-1] != "nixos-rebuild switch --flake /home/nixos/nix-config#"+name {
+		t.Errorf("finalize did not end with nixos-rebuild switch on the VM: %q", calls)
+	}
+	checkStandIn(t, r, w.emu.VMs()[0], hostKeyPub)
+	checkNoSecrets(t, r, w)
+}

@@ -182,6 +182,7 @@ func newWorld(t testing.TB, lat azuretest.Latency) *world {
 		PollRetryAfter: 50 * time.Millisecond,
 		Latency:        lat,
 		OnVMCreated:    w.fleet.Boot,
+		RunCommand:     w.fleet.RunCommand,
 	})
 	// Close first, VMs after: Cleanup runs last-registered first, and the
 	// VMs registered theirs when they booted.

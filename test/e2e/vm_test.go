@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -272,8 +273,8 @@ func (f *fleet) boot(rec azuretest.VMRecord) (*bootedVM, error) {
 		return nil, errors.New("custom data has no ssh_keys.ed25519_private/ed25519_public: the VM would make its own host key")
 	}
 	files := map[string]string{
-		"ssh_host_ed25519_key":     priv,
-		"ssh_host_ed25519_key.pub": pub + "\n",
+		"etc-ssh/ssh_host_ed25519_key":     priv,
+		"etc-ssh/ssh_host_ed25519_key.pub": pub + "\n",
 		"os-release":               ubuntuOSRelease,
 		"calls.log":                "",
 	}
@@ -297,8 +298,12 @@ func (f *fleet) boot(rec azuretest.VMRecord) (*bootedVM, error) {
 	files["passwd"] = fmt.Sprintf("%s%s:x:%d:%d:%s:/home/%s:/bin/sh\n", passwd, admin, uid, uid, admin, admin)
 	files["sshd_config"] = strings.Join([]string{
 		"ListenAddress 0.0.0.0:22",
-		"HostKey " + filepath.Join(dir, "ssh_host_ed25519_key"),
-		"AuthorizedKeysFile " + filepath.Join(dir, "keys", "%u"),
+		// The VM's own /etc/ssh (see vm-boot.sh), where cloud-init writes
+		// the keys from ssh_keys.
+		"HostKey /etc/ssh/ssh_host_ed25519_key",
+		// cloud-init's and the agent's keys, then the user's own file
+		// (where Run Command scripts authorise keys).
+		"AuthorizedKeysFile " + filepath.Join(dir, "keys", "%u") + " .ssh/authorized_keys",
 		"PermitRootLogin prohibit-password",
 		"PubkeyAuthentication yes",
 		"PasswordAuthentication no",
@@ -313,7 +318,10 @@ func (f *fleet) boot(rec azuretest.VMRecord) (*bootedVM, error) {
 	for name, tool := range vmTools(filepath.Join(dir, "calls.log")) {
 		files["bin/"+name] = tool
 	}
-	for _, d := range []string{"dev", "keys", "bin"} {
+	if moduli, err := os.ReadFile("/etc/ssh/moduli"); err == nil {
+		files["etc-ssh/moduli"] = string(moduli)
+	}
+	for _, d := range []string{"dev", "keys", "bin", "etc-ssh"} {
 		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
 			return nil, err
 		}
@@ -321,7 +329,7 @@ func (f *fleet) boot(rec azuretest.VMRecord) (*bootedVM, error) {
 	for name, content := range files {
 		mode := os.FileMode(0o644)
 		switch {
-		case name == "ssh_host_ed25519_key":
+		case name == "etc-ssh/ssh_host_ed25519_key":
 			mode = 0o600
 		case strings.HasPrefix(name, "bin/"):
 			mode = 0o755
@@ -409,8 +417,14 @@ func (f *fleet) writeReboot(vm *bootedVM, setup string) error {
 		return err
 	}
 	q := shellQuote
+	// Root's keys survive as the installed config authorises them (the
+	// rendered settings.json holds the deploy key that got root in).
 	script := `#!/usr/bin/env bash
 set -u
+pid=$(ip netns pids ` + q(vm.NS) + ` | head -n 1)
+if [[ -n $pid ]]; then
+  nsenter -t "$pid" -m cat /root/.ssh/authorized_keys >>` + q(filepath.Join(vm.Dir, "keys", "root")) + ` 2>/dev/null
+fi
 for _ in $(seq 100); do
   pids=$(ip netns pids ` + q(vm.NS) + `)
   [[ -z $pids ]] && break
@@ -428,6 +442,45 @@ echo "e2e: VM ` + vm.Name + ` did not come back after the reboot" >&2
 exit 1
 `
 	return os.WriteFile(filepath.Join(f.rebootDir, vm.IP), []byte(script), 0o755)
+}
+
+// RunCommand is azuretest.Options.RunCommand: the Azure Linux agent runs
+// the script as root on the VM, here inside the VM's network and mount
+// namespaces.
+func (f *fleet) RunCommand(ctx context.Context, rc azuretest.RunCommand) azuretest.RunCommandResult {
+	f.mu.Lock()
+	var vm *bootedVM
+	for _, v := range f.vms {
+		if v.Name == rc.VM.Name {
+			vm = v
+		}
+	}
+	f.mu.Unlock()
+	if vm == nil {
+		return azuretest.RunCommandResult{Stderr: "e2e: no booted VM " + rc.VM.Name, ExitCode: 1}
+	}
+	if rc.CommandID != "RunShellScript" {
+		return azuretest.RunCommandResult{Stderr: "e2e: unsupported command id " + rc.CommandID, ExitCode: 1}
+	}
+	out, err := exec.Command("ip", "netns", "pids", vm.NS).Output()
+	pids := strings.Fields(string(out))
+	if err != nil || len(pids) == 0 {
+		return azuretest.RunCommandResult{Stderr: "e2e: the VM is not running", ExitCode: 1}
+	}
+	cmd := exec.CommandContext(ctx, "nsenter", "-t", pids[0], "-m", "-n", "--", "/bin/sh", "-c", strings.Join(rc.Script, "\n"))
+	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}
+	cmd.Dir = "/"
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	res := azuretest.RunCommandResult{}
+	if err := cmd.Run(); err != nil {
+		res.ExitCode = 1
+		if ee, ok := err.(*exec.ExitError); ok {
+			res.ExitCode = ee.ExitCode()
+		}
+	}
+	res.Stdout, res.Stderr = stdout.String(), stderr.String()
+	return res
 }
 
 // shutdown kills every process in the VM's network namespace (sshd and

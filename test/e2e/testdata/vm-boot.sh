@@ -7,6 +7,7 @@
 #   /etc/os-release    Ubuntu, a file in the VM directory bind-mounted in place,
 #                      so nixos-anywhere's stand-in can flip it to NixOS
 #   /etc/passwd        the host's plus the admin user cloud-init creates
+#   /etc/ssh           the host keys cloud-init wrote from ssh_keys
 #   /home              empty (tmpfs), with the admin user's home
 #   /root              empty (tmpfs), as on a fresh VM: the host's root dot
 #                      files (a .bashrc that bash sources for every ssh
@@ -42,6 +43,7 @@ mount --rbind "$vm/dev" /dev
 
 mount --bind "$vm/os-release" /etc/os-release
 mount --bind "$vm/passwd" /etc/passwd
+mount --bind "$vm/etc-ssh" /etc/ssh
 mount -t tmpfs -o mode=0755 vmhome /home
 mkdir -m 0755 "/home/$user"
 mount -t tmpfs -o mode=0700 vmroot /root
