@@ -187,6 +187,8 @@ func hintFor(e armError, ec explainContext) string {
 		}
 		return fmt.Sprintf("the subscription may not set this security type (Secure Boot must stay off so kexec works): register the feature with `az feature register --namespace Microsoft.Compute --name %s` and then `az provider register -n Microsoft.Compute`, or use security type TrustedLaunch (Secure Boot is still turned off)",
 			feature)
+	case "SubscriptionNotFound", "InvalidAuthenticationTokenTenant":
+		return fmt.Sprintf("subscription %q is not visible to this identity: check that azure-subscription-id belongs to azure-tenant-id and that the identity has a role on it", ec.subscriptionID)
 	case "DnsRecordInUse", "DnsRecordCreateConflict", "DomainNameLabelUnavailable", "DomainNameLabelNotAvailable", "DnsRecordAlreadyExists":
 		return fmt.Sprintf("the DNS label %q (the VM name) is taken in %q by another public IP: choose another vm-name, or delete the other public IP", ec.vmName, ec.location)
 	}

@@ -258,6 +258,8 @@ func TestProvisionRerunReusesEverything(t *testing.T) {
 	// 409 PropertyChangeNotAllowed.
 	s := testSpec()
 	s.CustomData = []byte("#cloud-config\n# changed\n")
+	s.Size = "Standard_D2s_v5"
+	s.HostKeyPublic = "ssh-ed25519 AAAAOtherKey"
 	second, err := p.Provision(context.Background(), s, nil)
 	if err != nil {
 		t.Fatalf("second Provision: %v", err)
@@ -272,6 +274,18 @@ func TestProvisionRerunReusesEverything(t *testing.T) {
 	}
 	if first.VMID != second.VMID || first.PublicIP != second.PublicIP || first.FQDN != second.FQDN {
 		t.Errorf("results differ: %+v vs %+v", first, second)
+	}
+	wantNotes := []string{"reused as it is", `has size "Standard_B2s", not the requested "Standard_D2s_v5"`, "another SSH host key"}
+	if len(second.Notes) != len(wantNotes) {
+		t.Fatalf("notes = %q, want %d", second.Notes, len(wantNotes))
+	}
+	for i, w := range wantNotes {
+		if !strings.Contains(second.Notes[i], w) {
+			t.Errorf("note %d = %q, want it to contain %q", i, second.Notes[i], w)
+		}
+	}
+	if len(first.Notes) != 0 {
+		t.Errorf("first run notes = %q, want none", first.Notes)
 	}
 	if len(second.Resources) != len(first.Resources) {
 		t.Errorf("second run reported %d resources, first %d", len(second.Resources), len(first.Resources))

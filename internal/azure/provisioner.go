@@ -254,6 +254,9 @@ type Result struct {
 	FQDN      string
 	Resources []ResourceResult // in completion order
 	Total     time.Duration
+	// Notes say where the deployment differs from the Spec because existing resources were
+	// kept as they are.
+	Notes []string
 }
 
 // Resource returns the result for kind, or false.
@@ -340,6 +343,7 @@ func (p *Provisioner) Provision(ctx context.Context, s Spec, progress func(Event
 			}
 			existingVM = vm
 			r.res.VMID = deref(vm.ID)
+			r.res.Notes = append(r.res.Notes, reuseNotes(vm, &s)...)
 		}
 	}
 
@@ -433,6 +437,23 @@ func (p *Provisioner) Provision(ctx context.Context, s Spec, progress func(Event
 		}
 	}
 	return r.res, nil
+}
+
+// reuseNotes explains what an existing VM keeps: Azure does not let custom data change, and we
+// never re-PUT a VM, so size and image stay as they were too.
+func reuseNotes(vm *armcompute.VirtualMachine, s *Spec) []string {
+	notes := []string{fmt.Sprintf("virtual machine %q already exists and is reused as it is: its cloud-init custom data, size and image are not changed (destroy it to start over)", s.VMName)}
+	if vm.Properties != nil && vm.Properties.HardwareProfile != nil {
+		if got := string(deref(vm.Properties.HardwareProfile.VMSize)); got != "" && !strings.EqualFold(got, s.Size) {
+			notes = append(notes, fmt.Sprintf("virtual machine %q has size %q, not the requested %q", s.VMName, got, s.Size))
+		}
+	}
+	if vm.Tags != nil && s.HostKeyPublic != "" {
+		if got := deref(vm.Tags[TagHostKey]); got != "" && got != strings.TrimSpace(s.HostKeyPublic) {
+			notes = append(notes, fmt.Sprintf("virtual machine %q was created with another SSH host key (tag %s): pin that one, not this run's", s.VMName, TagHostKey))
+		}
+	}
+	return notes
 }
 
 // firstRealError prefers the error that caused the cancellation over the siblings' "context
