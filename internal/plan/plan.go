@@ -9,19 +9,20 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/azure"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/cloudinit"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/config"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/finalize"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/nixos"
 )
 
-// Tag keys written on every resource.
+// Tag keys written on every resource: the azure package's, which writes them.
 const (
-	TagManagedBy    = "managed-by"
-	ManagedByValue  = "nixos-cloud-deploy"
-	TagVMName       = "nixos-cloud-deploy-vm"
-	TagRunURL       = "nixos-cloud-deploy-run"
-	TagSSHHostKey   = "ssh-host-key"
+	TagManagedBy    = azure.TagManagedBy
+	ManagedByValue  = azure.ManagedByValue
+	TagVMName       = azure.TagVMName
+	TagRunURL       = azure.TagRunURL
+	TagSSHHostKey   = azure.TagHostKey
 	hostKeyTagValue = "<the generated host key>"
 )
 
