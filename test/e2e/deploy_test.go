@@ -67,7 +67,7 @@ func TestDeployRerunDestroy(t *testing.T) {
 			{Name: "report", Status: "✅ ok"},
 		})
 		checkVMRequest(t, w.emu.Requests(), rec, name)
-		checkStandIn(t, r, rec, hostKeyPub)
+		checkStandIn(t, w, r, rec, hostKeyPub)
 
 		// What the VM saw: nixos-anywhere flipped it to NixOS, then the
 		// finalize steps ran as root.
@@ -526,7 +526,7 @@ func checkVMRequest(t *testing.T, reqs []azuretest.Request, rec azuretest.VMReco
 
 // checkStandIn looks at how nixos-anywhere was called: through our proxy,
 // which pins the host key, to root at the public IP.
-func checkStandIn(t *testing.T, r *run, rec azuretest.VMRecord, hostKeyPub string) {
+func checkStandIn(t *testing.T, w *world, r *run, rec azuretest.VMRecord, hostKeyPub string) {
 	t.Helper()
 	argv := r.StandInArgv
 	if len(argv) == 0 {
@@ -555,8 +555,8 @@ func checkStandIn(t *testing.T, r *run, rec azuretest.VMRecord, hostKeyPub strin
 		t.Fatalf("ProxyCommand script: %v\n%s", err, r.ProxyScript)
 	}
 	want := map[string]string{"--addr": net.JoinHostPort(rec.PublicIPs[0], "22"), "--host-key": hostKeyPub, "--user": "root"}
-	if len(got) < 2 || got[0] != binary || got[1] != "proxy" {
-		t.Errorf("ProxyCommand script runs %q, want %s proxy ...", got, binary)
+	if len(got) < 2 || got[0] != w.bin || got[1] != "proxy" {
+		t.Errorf("ProxyCommand script runs %q, want %s proxy ...", got, w.bin)
 	}
 	for i := 2; i+1 < len(got); i += 2 {
 		if v, ok := want[got[i]]; ok {
@@ -777,6 +777,6 @@ func TestInstallAfterFailedInstall(t *testing.T) {
 	if calls := vm.Calls(); len(calls) == 0 || calls[len(calls)-1] != "nixos-rebuild switch --flake /home/nixos/nix-config#"+name {
 		t.Errorf("finalize did not end with nixos-rebuild switch on the VM: %q", calls)
 	}
-	checkStandIn(t, r, w.emu.VMs()[0], hostKeyPub)
+	checkStandIn(t, w, r, w.emu.VMs()[0], hostKeyPub)
 	checkNoSecrets(t, r, w)
 }

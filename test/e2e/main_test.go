@@ -30,8 +30,11 @@ import (
 )
 
 var (
-	// binary is the built cmd/action.
-	binary string
+	// binary is the built cmd/action; raceBinary the same built with -race
+	// when the tests run with -race (the functional tests use it; the
+	// timing uses binary).
+	binary, raceBinary string
+	raceEnabled        bool
 	// standInBin is the directory that holds the nixos-anywhere stand-in.
 	standInBin string
 	// skipReason says why this machine cannot run the tests.
@@ -105,10 +108,17 @@ func setup(tmp string) error {
 		goBin = "/usr/local/go/bin/go"
 	}
 	binary = filepath.Join(tmp, "nixos-cloud-deploy")
-	build := exec.Command(goBin, "build", "-o", binary, "./cmd/action")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./cmd/action: %v\n%s", err, out)
+	builds := [][]string{{"build", "-o", binary, "./cmd/action"}}
+	if raceEnabled {
+		raceBinary = filepath.Join(tmp, "race", "nixos-cloud-deploy")
+		builds = append(builds, []string{"build", "-race", "-o", raceBinary, "./cmd/action"})
+	}
+	for _, args := range builds {
+		build := exec.Command(goBin, args...)
+		build.Dir = root
+		if out, err := build.CombinedOutput(); err != nil {
+			return fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
 	}
 	standInBin = filepath.Join(tmp, "bin")
 	if err := os.Mkdir(standInBin, 0o755); err != nil {
@@ -148,6 +158,8 @@ exit $rc
 
 // world is one test's emulated Azure with its VMs.
 type world struct {
+	// bin is the binary the world's runs execute.
+	bin   string
 	emu   *azuretest.Emulator
 	fleet *fleet
 	ca    string
@@ -176,7 +188,10 @@ func criticalPath(l azuretest.Latency) time.Duration {
 func newWorld(t testing.TB, lat azuretest.Latency) *world {
 	t.Helper()
 	requireHost(t)
-	w := &world{fleet: newFleet(t)}
+	w := &world{bin: binary, fleet: newFleet(t)}
+	if raceBinary != "" {
+		w.bin = raceBinary
+	}
 	w.emu = azuretest.New(azuretest.Options{
 		PublicIPPrefix: w.fleet.net.prefix,
 		PollRetryAfter: 50 * time.Millisecond,
@@ -285,7 +300,7 @@ func (w *world) runAction(t testing.TB, in map[string]string, extraEnv ...string
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary)
+	cmd := exec.CommandContext(ctx, w.bin)
 	cmd.Env = env
 	cmd.Dir = ws
 	var stdout, stderr bytes.Buffer
@@ -298,9 +313,14 @@ func (w *world) runAction(t testing.TB, in map[string]string, extraEnv ...string
 	case *exec.ExitError:
 		r.Code = e.ExitCode()
 	default:
-		t.Fatalf("run %s: %v", binary, err)
+		t.Fatalf("run %s: %v", w.bin, err)
 	}
 	t.Logf("%s %s: exit %d in %s", in["command"], in["vm-name"], r.Code, r.Wall.Round(time.Millisecond))
+	// The race detector reports on stderr; the proxy's reports reach the
+	// binary's output through nixos-anywhere's.
+	if strings.Contains(r.Stdout+r.Stderr, "WARNING: DATA RACE") {
+		t.Errorf("the binary reported a data race:\n%s\n%s", r.Stderr, r.Stdout)
+	}
 	out, err := os.ReadFile(p("output"))
 	if err != nil {
 		t.Fatal(err)

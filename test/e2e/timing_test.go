@@ -49,6 +49,7 @@ func ms(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
 func timedDeploy(tb testing.TB, name string) timing {
 	tb.Helper()
 	w := newWorld(tb, e2eLatency)
+	w.bin = binary // never the race build
 	r := w.runAction(tb, w.inputs("deploy", name))
 	if tb.Failed() || r.Code != 0 {
 		r.dump(tb)

@@ -275,8 +275,8 @@ func (f *fleet) boot(rec azuretest.VMRecord) (*bootedVM, error) {
 	files := map[string]string{
 		"etc-ssh/ssh_host_ed25519_key":     priv,
 		"etc-ssh/ssh_host_ed25519_key.pub": pub + "\n",
-		"os-release":               ubuntuOSRelease,
-		"calls.log":                "",
+		"os-release":                       ubuntuOSRelease,
+		"calls.log":                        "",
 	}
 	if cc.DisableRoot != nil && !*cc.DisableRoot {
 		files["keys/root"] = strings.Join(cc.SSHAuthorizedKeys, "\n") + "\n"
