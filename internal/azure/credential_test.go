@@ -10,9 +10,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	azfake "github.com/Azure/azure-sdk-for-go/sdk/azcore/fake"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/google/go-cmp/cmp"
 )
@@ -265,5 +267,30 @@ func TestNewCredentialADFSUsesTenantADFS(t *testing.T) {
 		if !strings.HasPrefix(p, "/adfs/") {
 			t.Errorf("token path %q, want tenant adfs", p)
 		}
+	}
+}
+
+// TestTokenHintReachesProvisionError: a credential failure surfaces from the first ARM call
+// with its hint intact.
+func TestTokenHintReachesProvisionError(t *testing.T) {
+	t.Parallel()
+	inner := &azfake.TokenCredential{}
+	inner.SetError(errors.New("AADSTS700213: No matching federated identity record found"))
+	cred := &hintedCredential{inner: inner, method: MethodOIDC, hint: oidcHint(Credentials{ClientID: "app", TenantID: "t", Subject: "repo:o/r:ref:refs/heads/main"})}
+	f := newFakeARM()
+	p, err := NewProvisioner(f.sub, cred, f.clientOptions(), WithPollFrequency(time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.Provision(context.Background(), testSpec(), nil)
+	var he *HintError
+	if !errors.As(err, &he) || !strings.Contains(he.Hint, `subject "repo:o/r:ref:refs/heads/main"`) {
+		t.Fatalf("err = %v, want the OIDC hint", err)
+	}
+	if !strings.HasPrefix(err.Error(), `failed to read resource group "az-nixos-rg"`) || !strings.Contains(err.Error(), "AADSTS700213") {
+		t.Errorf("err = %v", err)
+	}
+	if f.putCount() != 0 {
+		t.Error("PUTs sent without a token")
 	}
 }
