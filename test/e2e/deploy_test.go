@@ -279,6 +279,7 @@ func TestAllocationFailed(t *testing.T) {
 				if len(left) == 0 {
 					t.Errorf("without cleanup-on-failure the resource group is gone")
 				}
+				t.Logf("left for command: destroy:\n%s", strings.Join(left, "\n"))
 				if !strings.Contains(r.Summary, "command: destroy") {
 					t.Errorf("summary does not say how to remove the resource group")
 				}
