@@ -199,8 +199,9 @@ func newWorld(t testing.TB, lat azuretest.Latency) *world {
 		OnVMCreated:    w.fleet.Boot,
 		RunCommand:     w.fleet.RunCommand,
 	})
-	// Close first, VMs after: Cleanup runs last-registered first, and the
-	// VMs registered theirs when they booted.
+	// Cleanups run last-registered first: the VMs (registered when they
+	// booted) shut down, then boot errors are reported, then the emulator
+	// closes.
 	t.Cleanup(w.emu.Close)
 	t.Cleanup(func() { w.fleet.Check(t) })
 	w.ca = filepath.Join(t.TempDir(), "ca.pem")
