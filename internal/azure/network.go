@@ -16,7 +16,7 @@ const (
 // ensurePublicIP reads or creates the Standard, static public IP whose DNS label is the VM name
 // (FQDN <vm>.<location>.cloudapp.azure.com).
 func (p *Provisioner) ensurePublicIP(ctx context.Context, s *Spec) (*armnetwork.PublicIPAddress, Action, error) {
-	name := pipName(s.VMName)
+	name := PublicIPName(s.VMName)
 	got, err := p.pips.Get(ctx, s.ResourceGroup, name, nil)
 	if err == nil {
 		return &got.PublicIPAddress, ActionReused, nil
@@ -50,7 +50,7 @@ func (p *Provisioner) ensurePublicIP(ctx context.Context, s *Spec) (*armnetwork.
 
 // ensureNSG reads or creates the security group that lets SSH (22/tcp) in.
 func (p *Provisioner) ensureNSG(ctx context.Context, s *Spec) (string, Action, error) {
-	name := nsgName(s.VMName)
+	name := NSGName(s.VMName)
 	got, err := p.nsgs.Get(ctx, s.ResourceGroup, name, nil)
 	if err == nil {
 		return deref(got.ID), ActionReused, nil
@@ -91,7 +91,7 @@ func (p *Provisioner) ensureNSG(ctx context.Context, s *Spec) (string, Action, e
 
 // ensureVNet reads or creates the virtual network with its one subnet; it returns both IDs.
 func (p *Provisioner) ensureVNet(ctx context.Context, s *Spec) (vnetID, subnetID string, _ Action, _ error) {
-	name := vnetName(s.VMName)
+	name := VNetName(s.VMName)
 	got, err := p.vnets.Get(ctx, s.ResourceGroup, name, nil)
 	if err == nil {
 		sid, err := findSubnet(&got.VirtualNetwork)
@@ -110,7 +110,7 @@ func (p *Provisioner) ensureVNet(ctx context.Context, s *Spec) (vnetID, subnetID
 		Properties: &armnetwork.VirtualNetworkPropertiesFormat{
 			AddressSpace: &armnetwork.AddressSpace{AddressPrefixes: []*string{to(vnetPrefix)}},
 			Subnets: []*armnetwork.Subnet{{
-				Name:       to(subnetName),
+				Name:       to(SubnetName),
 				Properties: &armnetwork.SubnetPropertiesFormat{AddressPrefix: to(subnetPrefix)},
 			}},
 		},
@@ -132,17 +132,17 @@ func (p *Provisioner) ensureVNet(ctx context.Context, s *Spec) (vnetID, subnetID
 func findSubnet(v *armnetwork.VirtualNetwork) (string, error) {
 	if v.Properties != nil {
 		for _, sn := range v.Properties.Subnets {
-			if sn != nil && deref(sn.Name) == subnetName && sn.ID != nil {
+			if sn != nil && deref(sn.Name) == SubnetName && sn.ID != nil {
 				return *sn.ID, nil
 			}
 		}
 	}
-	return "", fmt.Errorf("virtual network %q has no subnet %q: delete the resource group and deploy again", deref(v.Name), subnetName)
+	return "", fmt.Errorf("virtual network %q has no subnet %q: delete the resource group and deploy again", deref(v.Name), SubnetName)
 }
 
 // ensureNIC reads or creates the NIC that joins the public IP, the NSG and the subnet.
 func (p *Provisioner) ensureNIC(ctx context.Context, s *Spec, pipID, nsgID, subnetID string) (string, Action, error) {
-	name := nicName(s.VMName)
+	name := NICName(s.VMName)
 	got, err := p.nics.Get(ctx, s.ResourceGroup, name, nil)
 	if err == nil {
 		return deref(got.ID), ActionReused, nil

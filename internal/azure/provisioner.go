@@ -187,12 +187,14 @@ func (s *Spec) tags() map[string]*string {
 }
 
 // Resource names derived from the VM name, as `az vm create` names them.
-func pipName(vm string) string  { return vm + "-ip" }
-func nsgName(vm string) string  { return vm + "-nsg" }
-func vnetName(vm string) string { return vm + "-vnet" }
-func nicName(vm string) string  { return vm + "-nic" }
+// The plan shows the same names.
+func PublicIPName(vm string) string { return vm + "-ip" }
+func NSGName(vm string) string      { return vm + "-nsg" }
+func VNetName(vm string) string     { return vm + "-vnet" }
+func NICName(vm string) string      { return vm + "-nic" }
 
-const subnetName = "default"
+// SubnetName is the one subnet of the VNet.
+const SubnetName = "default"
 
 // Kinds of resources, as reported in events and results.
 const (
@@ -367,7 +369,7 @@ func (p *Provisioner) Provision(ctx context.Context, s Spec, progress func(Event
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
-		if err := r.step(KindPublicIP, pipName(s.VMName), func() (string, Action, error) {
+		if err := r.step(KindPublicIP, PublicIPName(s.VMName), func() (string, Action, error) {
 			v, a, err := p.ensurePublicIP(netCtx, &s)
 			if err != nil {
 				return "", "", err
@@ -380,7 +382,7 @@ func (p *Provisioner) Provision(ctx context.Context, s Spec, progress func(Event
 	}()
 	go func() {
 		defer wg.Done()
-		if err := r.step(KindNSG, nsgName(s.VMName), func() (string, Action, error) {
+		if err := r.step(KindNSG, NSGName(s.VMName), func() (string, Action, error) {
 			id, a, err := p.ensureNSG(netCtx, &s)
 			nsgID = id
 			return id, a, err
@@ -390,7 +392,7 @@ func (p *Provisioner) Provision(ctx context.Context, s Spec, progress func(Event
 	}()
 	go func() {
 		defer wg.Done()
-		if err := r.step(KindVNet, vnetName(s.VMName), func() (string, Action, error) {
+		if err := r.step(KindVNet, VNetName(s.VMName), func() (string, Action, error) {
 			id, sid, a, err := p.ensureVNet(netCtx, &s)
 			subnetID = sid
 			return id, a, err
@@ -411,7 +413,7 @@ func (p *Provisioner) Provision(ctx context.Context, s Spec, progress func(Event
 	}
 
 	var nicID string
-	if err := r.step(KindNIC, nicName(s.VMName), func() (string, Action, error) {
+	if err := r.step(KindNIC, NICName(s.VMName), func() (string, Action, error) {
 		id, a, err := p.ensureNIC(ctx, &s, deref(pip.ID), nsgID, subnetID)
 		nicID = id
 		return id, a, err
@@ -430,7 +432,7 @@ func (p *Provisioner) Provision(ctx context.Context, s Spec, progress func(Event
 	}
 
 	if s.AutoShutdown != "" {
-		if err := r.step(KindAutoShutdown, scheduleName(s.VMName), func() (string, Action, error) {
+		if err := r.step(KindAutoShutdown, ScheduleName(s.VMName), func() (string, Action, error) {
 			return p.ensureAutoShutdown(ctx, &s, r.res.VMID)
 		}); err != nil {
 			return r.res, err

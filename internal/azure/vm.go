@@ -149,13 +149,13 @@ func (p *Provisioner) createVM(ctx context.Context, s *Spec, nicID string, res *
 // "Auto-shutdown" blade and `az vm auto-shutdown` create.
 const scheduleAPIVersion = "2018-09-15"
 
-func scheduleName(vm string) string { return "shutdown-computevm-" + vm }
+func ScheduleName(vm string) string { return "shutdown-computevm-" + vm }
 
 // ensureAutoShutdown creates or updates the daily shutdown schedule through the generic
 // resources client, so no DevTestLab module is needed.
 func (p *Provisioner) ensureAutoShutdown(ctx context.Context, s *Spec, vmID string) (string, Action, error) {
 	id := fmt.Sprintf("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.DevTestLab/schedules/%s",
-		p.subscriptionID, s.ResourceGroup, scheduleName(s.VMName))
+		p.subscriptionID, s.ResourceGroup, ScheduleName(s.VMName))
 	want := strings.ReplaceAll(s.AutoShutdown, ":", "")
 	action := ActionCreated
 	got, err := p.resources.GetByID(ctx, id, scheduleAPIVersion, nil)
@@ -166,9 +166,9 @@ func (p *Provisioner) ensureAutoShutdown(ctx context.Context, s *Spec, vmID stri
 		}
 		action = ActionUpdated
 	case !isNotFound(err):
-		return "", "", explain(err, p.ec(fmt.Sprintf("read auto-shutdown schedule %q", scheduleName(s.VMName)), s))
+		return "", "", explain(err, p.ec(fmt.Sprintf("read auto-shutdown schedule %q", ScheduleName(s.VMName)), s))
 	}
-	ec := p.ec(fmt.Sprintf("create auto-shutdown schedule %q", scheduleName(s.VMName)), s)
+	ec := p.ec(fmt.Sprintf("create auto-shutdown schedule %q", ScheduleName(s.VMName)), s)
 	poller, err := p.resources.BeginCreateOrUpdateByID(ctx, id, scheduleAPIVersion, armresources.GenericResource{
 		Location: to(s.Location),
 		Tags:     s.tags(),

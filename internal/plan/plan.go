@@ -61,15 +61,17 @@ type Resource struct {
 // Prop is one key property of a resource.
 type Prop struct{ Key, Value string }
 
-// Names of the resources, derived from the VM name like the original scripts.
-func PublicIPName(vm string) string { return vm + "-ip" }
-func NSGName(vm string) string      { return vm + "-nsg" }
-func VNetName(vm string) string     { return vm + "-vnet" }
-func NICName(vm string) string      { return vm + "-nic" }
-func ScheduleName(vm string) string { return "shutdown-computevm-" + vm }
+// Names of the resources: the azure package's, which creates them.
+var (
+	PublicIPName = azure.PublicIPName
+	NSGName      = azure.NSGName
+	VNetName     = azure.VNetName
+	NICName      = azure.NICName
+	ScheduleName = azure.ScheduleName
+)
 
 // SubnetName is the one subnet of the VNet.
-const SubnetName = "default"
+const SubnetName = azure.SubnetName
 
 // FQDN is the DNS name Azure gives the public IP's DNS label.
 func FQDN(vm, location string) string {
