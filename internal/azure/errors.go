@@ -28,6 +28,23 @@ func (e *HintError) Error() string {
 
 func (e *HintError) Unwrap() error { return e.Err }
 
+// armFailure is an ARM error as users read it: the operation, Azure's code
+// and message.
+type armFailure struct {
+	op, code, message string
+	err               error
+}
+
+func (e *armFailure) Error() string {
+	msg := fmt.Sprintf("failed to %s: %s", e.op, e.code)
+	if e.message != "" {
+		msg += ": " + e.message
+	}
+	return msg
+}
+
+func (e *armFailure) Unwrap() error { return e.err }
+
 // ForeignResourceError reports a resource of the wanted name that this tool did not create.
 // It is never modified.
 type ForeignResourceError struct {
@@ -109,6 +126,11 @@ func explain(err error, ec explainContext) error {
 	status, errs, ok := responseErrors(err)
 	if !ok {
 		return wrapped
+	}
+	if len(errs) > 0 && errs[0].Code != "" {
+		// Lead with what Azure said, not with the request line the SDK's
+		// error starts with; the SDK error stays reachable through Unwrap.
+		wrapped = &armFailure{op: ec.op, code: errs[0].Code, message: errs[0].Message, err: err}
 	}
 	for _, e := range errs {
 		if hint := hintFor(e, ec); hint != "" {

@@ -208,8 +208,9 @@ func asStageError(stage string, err error) *StageError {
 	}
 	se = &StageError{Stage: stage, Err: err}
 	var he *azure.HintError
-	if errors.As(err, &he) {
-		se.Hint = he.Hint
+	if errors.As(err, &he) && he.Hint != "" {
+		// The hint goes in its own place; the error without it.
+		se.Err, se.Hint = he.Err, he.Hint
 	}
 	return se
 }

@@ -350,8 +350,14 @@ func (s *state) resources() []string {
 		return nil
 	}
 	var out []string
+	vmListed := false
 	for _, r := range s.machine.Resources {
 		out = append(out, fmt.Sprintf("%s %s (%s)", r.Kind, r.Name, r.Action))
+		vmListed = vmListed || r.Kind == azure.KindVM
+	}
+	if s.machine.VMID != "" && !vmListed {
+		// A VM whose creation failed (AllocationFailed) still exists.
+		out = append(out, fmt.Sprintf("%s %s (exists, creation failed)", azure.KindVM, s.cfg.VMName))
 	}
 	return out
 }
