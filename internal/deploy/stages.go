@@ -355,7 +355,7 @@ func (s *state) resources() []string {
 		out = append(out, fmt.Sprintf("%s %s (%s)", r.Kind, r.Name, r.Action))
 		vmListed = vmListed || r.Kind == azure.KindVM
 	}
-	if s.machine.VMID != "" && !vmListed {
+	if s.machine.VMID != "" && !vmListed && s.cfg.Command == config.Deploy {
 		// A VM whose creation failed (AllocationFailed) still exists.
 		out = append(out, fmt.Sprintf("%s %s (exists, creation failed)", azure.KindVM, s.cfg.VMName))
 	}
