@@ -5,10 +5,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -16,9 +14,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-)
 
-var update = flag.Bool("update", false, "rewrite golden files")
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/golden"
+)
 
 const testHostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyHostKeyHostKeyHostKeyHostKeyHost"
 
@@ -97,7 +95,7 @@ func TestProvisionCreatesWholeGraph(t *testing.T) {
 		bodies[k] = b
 	}
 	f.mu.Unlock()
-	golden(t, "put-bodies.golden.json", bodies)
+	checkGolden(t, "put-bodies.golden.json", bodies)
 
 	// And spell out the properties that matter most.
 	var vm struct {
@@ -381,29 +379,13 @@ func TestProvisionRejectsBadSpec(t *testing.T) {
 	}
 }
 
-func golden(t *testing.T, name string, v any) {
+func checkGolden(t *testing.T, name string, v any) {
 	t.Helper()
 	got, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		t.Fatal(err)
 	}
-	got = append(got, '\n')
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if d := cmp.Diff(string(want), string(got)); d != "" {
-		t.Errorf("%s (-want +got):\n%s", path, d)
-	}
+	golden.Check(t, filepath.Join("testdata", name), append(got, '\n'))
 }
 
 var _ = http.StatusOK

@@ -127,7 +127,7 @@ func TestStatusCommentThroughARun(t *testing.T) {
 	if final.Edits < 3 {
 		t.Errorf("status comment edited %d times, want at least 3 (queued, in progress, done)", final.Edits)
 	}
-	golden(t, "lifecycle_final", strings.NewReplacer(fmt.Sprint(c.ID), "COMMENT", e.gh.URL, "https://github.example").Replace(final.Body))
+	checkGolden(t, "lifecycle_final", strings.NewReplacer(fmt.Sprint(c.ID), "COMMENT", e.gh.URL, "https://github.example").Replace(final.Body))
 	if diff := cmp.Diff([]string{"eyes", "rocket", "+1"}, e.reactions(c.ID)); diff != "" {
 		t.Errorf("reactions (-want +got):\n%s", diff)
 	}
@@ -456,7 +456,7 @@ func TestRenderGolden(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			body := st.render()
-			golden(t, "status_"+name, body)
+			checkGolden(t, "status_"+name, body)
 			back, ok := parseMarker(body)
 			want := st
 			want.RunURL, want.RunNumber, want.Job, want.Step, want.Duration, want.Detail = "", 0, "", "", 0, ""

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -17,9 +16,8 @@ import (
 
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/ghapi"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/ghapi/ghapitest"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 const (
 	testRepo   = "Codertocat/Hello-World" // the repository of the octokit issue_comment examples
@@ -223,20 +221,7 @@ func startServer(tb testing.TB, h *Handler, o ServerOptions) (*Server, *webhookC
 	return s, &webhookClient{url: hs.URL, secret: o.Secret}
 }
 
-func golden(tb testing.TB, name, got string) {
+func checkGolden(tb testing.TB, name, got string) {
 	tb.Helper()
-	path := filepath.Join("testdata", name+".golden.md")
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			tb.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		tb.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if string(want) != got {
-		tb.Errorf("%s differs from the golden file (go test -update rewrites it):\n--- want\n%s\n--- got\n%s", path, want, got)
-	}
+	golden.Check(tb, filepath.Join("testdata", name+".golden.md"), []byte(got))
 }

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"flag"
 	"fmt"
 	"os"
 	"strings"
@@ -9,9 +8,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"go.yaml.in/yaml/v3"
-)
 
-var update = flag.Bool("update", false, "rewrite golden files and action.yml")
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/golden"
+)
 
 const actionYMLPath = "../../action.yml"
 
@@ -35,7 +34,7 @@ type actionYML struct {
 // the inputs and outputs the same: names, defaults, descriptions.
 // `go test ./internal/config -run ActionYML -update` rewrites action.yml.
 func TestActionYMLMatchesDefinitions(t *testing.T) {
-	if *update {
+	if golden.Updating() {
 		if err := os.WriteFile(actionYMLPath, renderActionYML(), 0o644); err != nil {
 			t.Fatal(err)
 		}

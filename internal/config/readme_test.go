@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/golden"
 )
 
 const readmePath = "../../README.md"
@@ -20,7 +22,7 @@ func TestREADMETables(t *testing.T) {
 	got := string(raw)
 	want := replaceBetween(got, "inputs", inputsTable())
 	want = replaceBetween(want, "outputs", outputsTable())
-	if *update && want != got {
+	if golden.Updating() && want != got {
 		if err := os.WriteFile(readmePath, []byte(want), 0o644); err != nil {
 			t.Fatal(err)
 		}

@@ -56,7 +56,7 @@ func TestInstallOntoExistingAzureVM(t *testing.T) {
 	if !strings.Contains(res.Outputs.SSHHostKey, strings.TrimSpace(string(ssh.MarshalAuthorizedKey(vm.srv.HostKey)))) {
 		t.Errorf("ssh-host-key %q is not the VM's key", res.Outputs.SSHHostKey)
 	}
-	golden(t, "install-azure.md", normalize(res))
+	checkGolden(t, "install-azure.md", normalize(res))
 }
 
 func TestInstallRefusals(t *testing.T) {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -18,13 +17,12 @@ import (
 
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/azure"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/config"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/golden"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/keys"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/nixos"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/plan"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/report"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 const userPub = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl me@laptop"
 
@@ -231,7 +229,7 @@ func TestDeploySuccessWithFinalize(t *testing.T) {
 		t.Errorf("work directory left behind: %v", left)
 	}
 	assertNoSecrets(t, h, append(h.secrets, deployKey, githubKey, string(h.cloud.lastHostKeyPEM())))
-	golden(t, "success.md", normalize(res))
+	checkGolden(t, "success.md", normalize(res))
 }
 
 // assertNoSecrets checks stdout (beyond the mask commands), the summary and
@@ -288,21 +286,9 @@ func normalize(res *Result) string {
 	return s
 }
 
-func golden(t *testing.T, name, got string) {
+func checkGolden(t *testing.T, name, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update)", err)
-	}
-	if d := cmp.Diff(string(want), got); d != "" {
-		t.Errorf("%s differs (-want +got):\n%s", path, d)
-	}
+	golden.Check(t, filepath.Join("testdata", name), []byte(got))
 }
 
 // TestDeployFailureInEachStage injects one failure per stage and checks the
@@ -381,7 +367,7 @@ func TestDeployFailureInEachStage(t *testing.T) {
 					t.Errorf("without cleanup, the summary must say how to remove what was left: %q", res.Cleanup)
 				}
 				if !cleanup {
-					golden(t, "fail-"+tc.name+".md", normalize(res))
+					checkGolden(t, "fail-"+tc.name+".md", normalize(res))
 				}
 				// The report still says what exists.
 				if res.Outputs.ResourceGroup == "" {

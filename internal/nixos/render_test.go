@@ -3,7 +3,6 @@ package nixos
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -13,10 +12,9 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/golden"
 	nixconfig "github.com/nixos-cloud-deploy/nixos-cloud-deploy/nix-config"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 const (
 	keyAlice = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGXvJmVJ0M8Y0b9m7b2Jc7P8Jc0nTQmPZ3z2o4bZ5s1a alice@laptop"
@@ -98,7 +96,7 @@ func TestRender(t *testing.T) {
 			for name, data := range got {
 				switch name {
 				case "flake.nix", SettingsFile:
-					golden(t, filepath.Join("testdata", "render", tc.name, name), data)
+					golden.Check(t, filepath.Join("testdata", "render", tc.name, name), data)
 				default:
 					if !bytes.Equal(data, embedded[name]) {
 						t.Errorf("%s differs from nix-config/%s", name, name)
@@ -387,22 +385,3 @@ func stderrOf(err error) string {
 }
 
 // golden compares got with the golden file, or rewrites it with -update.
-func golden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("%s differs (-want +got):\n%s", path, diff)
-	}
-}

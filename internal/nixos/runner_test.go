@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/golden"
 )
 
 var fakeNixosAnywhere = filepath.Join("testdata", "fake-nixos-anywhere", "fake-nixos-anywhere.sh")
@@ -35,7 +36,7 @@ func TestArgvGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, filepath.Join("testdata", "argv.golden"), []byte(strings.Join(argv, "\n")+"\n"))
+	golden.Check(t, filepath.Join("testdata", "argv.golden"), []byte(strings.Join(argv, "\n")+"\n"))
 }
 
 func TestArgvErrors(t *testing.T) {

@@ -2,8 +2,6 @@ package plan
 
 import (
 	"context"
-	"flag"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,10 +9,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/config"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/golden"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/keys"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // testKeyPEM is a throwaway private key for the target-ssh-key input; the
 // plan never shows it.
@@ -70,27 +67,15 @@ func TestPlanGolden(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			p := New(cfg(t, tc.set), env)
-			golden(t, tc.name+".txt", p.Text())
-			golden(t, tc.name+".md", p.Markdown())
+			checkGolden(t, tc.name+".txt", p.Text())
+			checkGolden(t, tc.name+".md", p.Markdown())
 		})
 	}
 }
 
-func golden(t *testing.T, name, got string) {
+func checkGolden(t *testing.T, name, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update)", err)
-	}
-	if d := cmp.Diff(string(want), got); d != "" {
-		t.Errorf("%s differs (-want +got):\n%s", path, d)
-	}
+	golden.Check(t, filepath.Join("testdata", name), []byte(got))
 }
 
 func TestPlanIsPureAndSecretFree(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
-	"flag"
 	"io"
 	"os"
 	"os/exec"
@@ -14,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/golden"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/sshtest"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/sshx"
 )
@@ -154,8 +153,6 @@ func TestProxyCommandRejectsLineBreaks(t *testing.T) {
 	}
 }
 
-var update = flag.Bool("update", false, "rewrite golden files")
-
 // The rendered ProxyCommand option and proxy script, for a fixed configuration.
 func TestProxyGolden(t *testing.T) {
 	t.Parallel()
@@ -179,19 +176,7 @@ func TestProxyGolden(t *testing.T) {
 	}
 	got := "# ProxyOption\n" + opt + "\n# WriteProxyScript option\n" + strings.ReplaceAll(scriptOpt, dir, "$DIR") +
 		"\n# WriteProxyScript script\n" + string(script)
-	golden := filepath.Join("testdata", "proxy.golden")
-	if *update {
-		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("proxy rendering mismatch (-want +got):\n%s", diff)
-	}
+	golden.Check(t, filepath.Join("testdata", "proxy.golden"), []byte(got))
 }
 
 func TestRunProxyUsage(t *testing.T) {

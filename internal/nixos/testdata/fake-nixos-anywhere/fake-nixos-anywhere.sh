@@ -79,7 +79,10 @@ hang)
   ) &
   child=$!
   if [[ -n ${FAKE_NA_PIDS-} ]]; then
-    printf 'leader %s\nchild %s\n' "$$" "$child" >"$FAKE_NA_PIDS"
+    # Written whole, then renamed: a test that waits for the file must
+    # never read it half-written.
+    printf 'leader %s\nchild %s\n' "$$" "$child" >"$FAKE_NA_PIDS.tmp"
+    mv "$FAKE_NA_PIDS.tmp" "$FAKE_NA_PIDS"
   fi
   wait
   ;;
