@@ -38,6 +38,7 @@ type GitHub interface {
 	Dispatch(ctx context.Context, repo ghapi.Repo, d ghapi.DispatchRequest) (ghapi.Dispatched, error)
 	Run(ctx context.Context, repo ghapi.Repo, id int64) (ghapi.Run, error)
 	Runs(ctx context.Context, repo ghapi.Repo, workflow string, n int) ([]ghapi.Run, error)
+	Notices(ctx context.Context, repo ghapi.Repo, runID int64) (map[string]string, error)
 }
 
 var _ GitHub = (*ghapi.Client)(nil)
@@ -549,6 +550,14 @@ func (h *Handler) trackNote(ctx context.Context, gh GitHub, repo ghapi.Repo, run
 		// Events arrive out of order; a comment never goes back.
 		out.Ignored = fmt.Sprintf("stale event: %s after %s", next.State, old.State)
 		return out, nil
+	}
+	if next.State == stateSucceeded && next.Command == "deploy" {
+		// The action publishes the pinned host key as a notice annotation.
+		if notices, err := gh.Notices(ctx, repo, run.ID); err != nil {
+			log.Warn("failed to read the run's notices; the comment points to the summary", "err", err)
+		} else {
+			next.HostKey, next.FQDN = notices[NoticeHostKey], notices[NoticeFQDN]
+		}
 	}
 	body := next.render()
 	if body == sc.Body {

@@ -102,6 +102,13 @@ func TestStatusCommentThroughARun(t *testing.T) {
 			at = start.Add(12*time.Minute + 5*time.Second)
 		}
 		e.gh.SetRun(testRepo, id, s.status, s.conclusion, at)
+		if s.conclusion == "success" {
+			// What the action annotates on success.
+			e.gh.SetNotices(testRepo, id, map[string]string{
+				NoticeHostKey: "az-nixos.uksouth.cloudapp.azure.com,20.0.0.4 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
+				NoticeFQDN:    "az-nixos.uksouth.cloudapp.azure.com",
+			})
+		}
 		var body []byte
 		if s.event == "workflow_run" {
 			body = e.runEvent(s.action, id)
@@ -124,6 +131,9 @@ func TestStatusCommentThroughARun(t *testing.T) {
 		}
 	}
 	final := e.botComments()[0]
+	if !strings.Contains(final.Body, "| Host key | `az-nixos.uksouth.cloudapp.azure.com,20.0.0.4 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl`") {
+		t.Errorf("the final comment lacks the host key line from the run's notices:\n%s", final.Body)
+	}
 	if final.Edits < 3 {
 		t.Errorf("status comment edited %d times, want at least 3 (queued, in progress, done)", final.Edits)
 	}
@@ -460,6 +470,7 @@ func TestRenderGolden(t *testing.T) {
 			back, ok := parseMarker(body)
 			want := st
 			want.RunURL, want.RunNumber, want.Job, want.Step, want.Duration, want.Detail = "", 0, "", "", 0, ""
+			want.HostKey, want.FQDN = "", ""
 			if diff := cmp.Diff(want, back, cmp.AllowUnexported(status{})); !ok || diff != "" {
 				t.Errorf("marker round trip (-want +got):\n%s", diff)
 			}

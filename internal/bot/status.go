@@ -72,7 +72,16 @@ type status struct {
 	Duration  time.Duration
 	Detail    string // conclusion or error
 	Note      string // a closing remark, such as the bot giving up following
+	// HostKey and FQDN come from the run's notice annotations, once it
+	// succeeded (not kept in the marker).
+	HostKey, FQDN string
 }
+
+// Titles of the notice annotations the action writes on success.
+const (
+	NoticeHostKey = "ssh-host-key"
+	NoticeFQDN    = "fqdn"
+)
 
 var markerKeys = []string{"comment", "run", "vm", "command", "location", "size", "image", "channel", "user", "state"}
 
@@ -196,19 +205,24 @@ var defaultUser = func() string {
 }()
 
 // render writes the status comment. Where the facts come from: the deploy
-// workflow's outputs (fqdn, ssh-host-key) are not readable through the REST
-// API (step summaries are not exposed, and downloading an artifact per
-// comment edit is heavy), so the comment shows what the bot knows for
+// workflow's outputs are not readable through the REST API (step summaries
+// are not exposed, and downloading an artifact per comment edit is heavy),
+// so the action also publishes the public ones (ssh-host-key, fqdn) as
+// notice annotations, which the API does expose; the bot reads them once the
+// run succeeded. Without them, the comment shows what the bot knows for
 // certain: the run's state, conclusion, duration and link, and the FQDN and
 // ssh command computed from the VM name and location exactly as the action
-// builds them (DNS label = VM name: <vm>.<location>.cloudapp.azure.com). The
-// pinned host key line is in the run's summary, and the comment says so.
+// builds them (DNS label = VM name: <vm>.<location>.cloudapp.azure.com), and
+// points to the run's summary for the host key.
 func (s status) render() string {
 	v, ok := verbs[s.Command]
 	if !ok {
 		v = [2]string{s.Command, s.Command}
 	}
 	fqdn := fmt.Sprintf("%s.%s.cloudapp.azure.com", s.VM, s.Location)
+	if s.FQDN != "" {
+		fqdn = s.FQDN
+	}
 	run := "the run"
 	switch {
 	case s.RunURL != "" && s.RunNumber != 0:
@@ -246,7 +260,11 @@ func (s status) render() string {
 	if s.Command == "deploy" {
 		if s.State == stateSucceeded {
 			fmt.Fprintf(&b, "| FQDN | `%s` |\n| SSH | `ssh %s@%s` |\n", fqdn, defaultUser, fqdn)
-			fmt.Fprintf(&b, "| Host key | the `ssh-host-key` output in the summary of %s: add that line to `~/.ssh/known_hosts` before you connect |\n", run)
+			if s.HostKey != "" {
+				fmt.Fprintf(&b, "| Host key | `%s` (add it to `~/.ssh/known_hosts` before you connect) |\n", strings.ReplaceAll(s.HostKey, "|", "\\|"))
+			} else {
+				fmt.Fprintf(&b, "| Host key | the `ssh-host-key` output in the summary of %s: add that line to `~/.ssh/known_hosts` before you connect |\n", run)
+			}
 		} else if !terminal(s.State) {
 			fmt.Fprintf(&b, "| FQDN | `%s` (when ready) |\n", fqdn)
 		}

@@ -55,6 +55,13 @@ func (r *runner) finish(res *deploy.Result) int {
 		}
 		return ExitDeployFailed
 	}
+	// The public outputs, also as notices: the REST API exposes
+	// annotations, not outputs, and the ChatOps bot shows them.
+	for _, n := range [][2]string{{"ssh-host-key", res.Outputs.SSHHostKey}, {"fqdn", res.Outputs.FQDN}} {
+		if n[1] != "" {
+			r.sink.Notice(n[0], n[1])
+		}
+	}
 	if t, ok := r.sink.(interface{ Outputs() [][2]string }); ok {
 		for _, kv := range t.Outputs() {
 			fmt.Fprintf(r.env.Stdout, "%s=%s\n", kv[0], kv[1])

@@ -50,6 +50,31 @@ func (c *Client) Run(ctx context.Context, repo Repo, id int64) (Run, error) {
 	return RunFrom(w), nil
 }
 
+// Notices returns the notice annotations of a run's jobs, by title. The
+// deploy action publishes its public outputs (ssh-host-key, fqdn) as notice
+// annotations because the REST API exposes neither step outputs nor step
+// summaries. A job's id is its check run's id.
+func (c *Client) Notices(ctx context.Context, repo Repo, runID int64) (map[string]string, error) {
+	jobs, _, err := c.gh.Actions.ListWorkflowJobs(ctx, repo.Owner, repo.Name, runID,
+		&github.ListWorkflowJobsOptions{ListOptions: github.ListOptions{PerPage: 100}})
+	if err != nil {
+		return nil, fmt.Errorf("failed to list the jobs of workflow run %d: %w", runID, err)
+	}
+	out := map[string]string{}
+	for _, j := range jobs.Jobs {
+		anns, _, err := c.gh.Checks.ListCheckRunAnnotations(ctx, repo.Owner, repo.Name, j.GetID(), &github.ListOptions{PerPage: 100})
+		if err != nil {
+			return nil, fmt.Errorf("failed to list the annotations of job %d: %w", j.GetID(), err)
+		}
+		for _, a := range anns {
+			if a.GetAnnotationLevel() == "notice" && a.GetTitle() != "" {
+				out[a.GetTitle()] = a.GetMessage()
+			}
+		}
+	}
+	return out, nil
+}
+
 // Runs lists the latest runs of a workflow (by file name), newest first, at
 // most n (up to 100).
 func (c *Client) Runs(ctx context.Context, repo Repo, workflow string, n int) ([]Run, error) {

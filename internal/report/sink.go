@@ -22,6 +22,9 @@ type Sink interface {
 	Warningf(format string, args ...any)
 	// Errorf reports an error annotation with a title.
 	Errorf(title, format string, args ...any)
+	// Notice reports a notice annotation: public facts that readers of
+	// the run (and the bot, through the API) can see without the summary.
+	Notice(title, message string)
 	Output(name, value string)
 	Summary(markdown string)
 }
@@ -48,6 +51,9 @@ func (s *Actions) Infof(format string, args ...any)    { s.a.Infof(format+"\n", 
 func (s *Actions) Warningf(format string, args ...any) { s.a.Warningf(format, args...) }
 func (s *Actions) Errorf(title, format string, args ...any) {
 	s.a.WithFieldsMap(map[string]string{"title": title}).Errorf(format, args...)
+}
+func (s *Actions) Notice(title, message string) {
+	s.a.WithFieldsMap(map[string]string{"title": title}).Noticef("%s", message)
 }
 func (s *Actions) Output(name, value string) { s.a.SetOutput(name, value) }
 func (s *Actions) Summary(markdown string)   { s.a.AddStepSummary(markdown) }
@@ -91,6 +97,7 @@ func (s *Terminal) Errorf(title, format string, args ...any) {
 	defer s.mu.Unlock()
 	fmt.Fprintf(s.w, "error: %s: %s\n", title, fmt.Sprintf(format, args...))
 }
+func (s *Terminal) Notice(string, string) {} // the outputs are printed at the end
 func (s *Terminal) Output(name, value string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

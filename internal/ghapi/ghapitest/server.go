@@ -53,6 +53,8 @@ type Run struct {
 	CreatedAt  time.Time
 	StartedAt  time.Time
 	UpdatedAt  time.Time
+	// Notices are the notice annotations of the run's one job, by title.
+	Notices map[string]string
 }
 
 // Repo is one repository's state.
@@ -134,6 +136,8 @@ func New(tb testing.TB) *Server {
 	route("POST /repos/{owner}/{repo}/actions/workflows/{file}/dispatches", s.dispatch)
 	route("GET /repos/{owner}/{repo}/actions/workflows/{file}/runs", s.listRuns)
 	route("GET /repos/{owner}/{repo}/actions/runs/{id}", s.getRun)
+	route("GET /repos/{owner}/{repo}/actions/runs/{id}/jobs", s.listJobs)
+	route("GET /repos/{owner}/{repo}/check-runs/{id}/annotations", s.listAnnotations)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		tb.Errorf("ghapitest: unexpected request %s %s", r.Method, r.URL)
 		writeJSON(w, 404, map[string]string{"message": "Not Found"})
@@ -263,6 +267,53 @@ func (s *Server) SetRun(repo string, id int64, status, conclusion string, at tim
 			}
 		}
 	}
+}
+
+// SetNotices sets the notice annotations of a run's job.
+func (s *Server) SetNotices(repo string, id int64, notices map[string]string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.repos[repo].Runs {
+		if r.ID == id {
+			r.Notices = notices
+		}
+	}
+}
+
+// jobID is the id of a run's one job (and its check run).
+func jobID(runID int64) int64 { return runID*10 + 1 }
+
+func (s *Server) listJobs(w http.ResponseWriter, r *http.Request, repo *Repo) {
+	id, _ := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	for _, run := range repo.Runs {
+		if run.ID == id {
+			writeJSON(w, 200, map[string]any{"total_count": 1, "jobs": []map[string]any{{
+				"id": jobID(id), "run_id": id, "name": "deploy", "status": run.Status, "conclusion": run.Conclusion,
+			}}})
+			return
+		}
+	}
+	writeJSON(w, 404, map[string]string{"message": "Not Found"})
+}
+
+func (s *Server) listAnnotations(w http.ResponseWriter, r *http.Request, repo *Repo) {
+	id, _ := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	anns := []map[string]any{}
+	for _, run := range repo.Runs {
+		if jobID(run.ID) != id {
+			continue
+		}
+		titles := make([]string, 0, len(run.Notices))
+		for t := range run.Notices {
+			titles = append(titles, t)
+		}
+		slices.Sort(titles)
+		for _, t := range titles {
+			anns = append(anns, map[string]any{"path": ".github", "annotation_level": "notice", "title": t, "message": run.Notices[t],
+				"start_line": 1, "end_line": 1})
+		}
+	}
+	writeJSON(w, 200, anns)
 }
 
 // RunByID returns a run.
