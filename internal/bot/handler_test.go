@@ -452,8 +452,12 @@ func TestRenderGolden(t *testing.T) {
 		"queued":      with(func(s *status) { s.State = stateQueued }),
 		"in_progress": with(func(s *status) { s.State, s.Job, s.Step = stateInProgress, "deploy", "Install NixOS" }),
 		"succeeded":   with(func(s *status) { s.State, s.Duration = stateSucceeded, 12*time.Minute+5*time.Second }),
-		"failed":      with(func(s *status) { s.State, s.Detail, s.Duration = stateFailed, "failure", 3*time.Minute }),
-		"cancelled":   with(func(s *status) { s.State, s.Detail, s.Duration = stateCancelled, "cancelled", time.Minute }),
+		"succeeded_with_notices": with(func(s *status) {
+			s.State, s.Duration = stateSucceeded, 12*time.Minute+5*time.Second
+			s.HostKey, s.FQDN = "az-nixos.uksouth.cloudapp.azure.com,20.0.0.4 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl", "az-nixos.uksouth.cloudapp.azure.com"
+		}),
+		"failed":    with(func(s *status) { s.State, s.Detail, s.Duration = stateFailed, "failure", 3*time.Minute }),
+		"cancelled": with(func(s *status) { s.State, s.Detail, s.Duration = stateCancelled, "cancelled", time.Minute }),
 		"dispatch_failed": with(func(s *status) {
 			s.State, s.Detail, s.Run, s.RunURL = stateDispatchFailed, "failed to dispatch: 404", 0, ""
 		}),
