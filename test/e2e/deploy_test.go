@@ -405,6 +405,12 @@ func checkOutputs(t *testing.T, r *run, rec azuretest.VMRecord, hostKeyPub strin
 	if fqdn != rec.Name+".uksouth.cloudapp.azure.com" {
 		t.Errorf("FQDN %q, want the VM name as DNS label in uksouth", fqdn)
 	}
+	// The public outputs are notices too: the ChatOps bot reads them.
+	for _, n := range []string{"::notice title=ssh-host-key::" + want["ssh-host-key"], "::notice title=fqdn::" + fqdn} {
+		if !strings.Contains(r.Stdout, n+"\n") {
+			t.Errorf("stdout lacks the annotation %q", n)
+		}
+	}
 	fr := r.Outputs["facter-report"]
 	if !filepath.IsAbs(fr) {
 		fr = filepath.Join(r.Workspace, fr)
