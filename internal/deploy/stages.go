@@ -236,7 +236,12 @@ func (s *state) stageInstall(ctx context.Context) (string, error) {
 	if r, ok := inst.(*nixos.Runner); ok {
 		r.Timeout = s.cfg.InstallTimeout
 		r.Line = func(l string) { s.sink.Infof("%s", l) }
-		r.Phase = func(p string) { s.sink.Infof("--- %s", p) }
+		// Each "### phase ###" gets its own log group (GitHub's groups do
+		// not nest, so the stage's group gives way to the phases').
+		r.Phase = func(p string) {
+			s.sink.EndGroup()
+			s.sink.Group("install: " + p)
+		}
 	}
 	facter := filepath.Join(flakeDir, nixos.FacterFile)
 	s.phases, err = inst.Run(ctx, nixos.Args{Flake: ref, FacterReport: facter, IdentityFile: s.keyFile, ProxyCommand: proxy, Host: s.machine.PublicIP})
