@@ -85,8 +85,9 @@ RUN --mount=type=secret,id=github_token set -eu; \
     nix-collect-garbage; \
     rm -rf /root/.cache/nix
 
-# git (the rendered flake directory is a git repository; flakes ignore
-# untracked files) and an ssh client (nixos-anywhere prefers the system's ssh)
+# git (Nix fetches git flake inputs with it, and the finalize step's clone
+# runs on the VM, but nixos-anywhere calls git on the source side) and an ssh
+# client (nixos-anywhere runs the system's ssh, through our ProxyCommand)
 # come with the base image; fail the build here, not a deployment later, if a
 # new base image ever drops them.
 RUN git --version && ssh -V
