@@ -19,6 +19,8 @@ import (
 // stageLocate finds the machine command: install works on: an existing
 // Azure VM read over ARM, or target-host as given.
 func (s *state) stageLocate(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.ProvisionTimeout)
+	defer cancel()
 	if t := s.cfg.Target; t != nil {
 		s.pinned = t.HostKey
 		s.machine = &azure.Result{PublicIP: t.Host}

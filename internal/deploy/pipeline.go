@@ -41,6 +41,19 @@ type Options struct {
 	TempDir string
 	// CleanupTimeout bounds the resource group deletion after a failure.
 	CleanupTimeout time.Duration
+	// ProvisionTimeout bounds the provision stage (and locate); zero means
+	// 30 minutes. Azure's slowest create is the VM, minutes at worst.
+	ProvisionTimeout time.Duration
+}
+
+// errDeadline is the cause of the run's overall deadline.
+var errDeadline = errors.New("the run's overall deadline passed")
+
+// overallDeadline is what the whole run may take: every stage has its own
+// bound (provision, ssh-timeout for each wait, install-timeout), and this
+// one catches what is left (disk detection, finalize's nixos-rebuild).
+func overallDeadline(o Options) time.Duration {
+	return 2*o.ProvisionTimeout + 3*o.Config.SSHTimeout + o.Config.InstallTimeout
 }
 
 // Installer runs nixos-anywhere; *nixos.Runner is one.
@@ -148,6 +161,11 @@ func Deploy(ctx context.Context, opts Options) *Result {
 	if opts.CleanupTimeout == 0 {
 		opts.CleanupTimeout = 15 * time.Minute
 	}
+	if opts.ProvisionTimeout == 0 {
+		opts.ProvisionTimeout = 30 * time.Minute
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, overallDeadline(opts), errDeadline)
+	defer cancel()
 	s := &state{opts: opts, cfg: opts.Config, sink: opts.Sink, now: opts.Now, sshPort: opts.SSHPort}
 	if t := opts.Config.Target; t != nil {
 		s.sshPort = t.Port
@@ -183,6 +201,9 @@ func Deploy(ctx context.Context, opts Options) *Result {
 		switch {
 		case err == nil:
 			sr.Status = StatusOK
+		case errors.Is(context.Cause(ctx), errDeadline):
+			sr.Status = StatusFailed
+			failed = &StageError{Stage: st.name, Err: fmt.Errorf("%w (%s): %w", errDeadline, overallDeadline(opts), err), Hint: "raise ssh-timeout or install-timeout if the machine was just slow; re-run to converge"}
 		case ctx.Err() != nil:
 			sr.Status = StatusCancelled
 			failed = &StageError{Stage: st.name, Err: fmt.Errorf("cancelled: %w", context.Cause(ctx)), Hint: "the run was cancelled; re-run to converge, or destroy to remove what exists"}

@@ -410,6 +410,21 @@ func TestDeployCancelledMidInstall(t *testing.T) {
 	}
 }
 
+func TestProvisionDeadline(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.cloud.provisionHang = true
+	opts := h.options(nil)
+	opts.ProvisionTimeout = 200 * time.Millisecond
+	res := h.run(context.Background(), opts)
+	if res.Err == nil || res.FailedStage != "provision" || !strings.Contains(res.Err.Error(), "provisioning did not finish within 200ms") {
+		t.Fatalf("want provision to fail on its deadline, got %s: %v", res.FailedStage, res.Err)
+	}
+	if st := statuses(res); st["provision"] != StatusFailed {
+		t.Errorf("provision %s, want failed (a deadline is not a cancellation)", st["provision"])
+	}
+}
+
 func TestDeployRerunIsIdempotent(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)

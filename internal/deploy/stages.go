@@ -47,6 +47,8 @@ func (s *state) spec() azure.Spec {
 }
 
 func (s *state) stageProvision(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeoutCause(ctx, s.opts.ProvisionTimeout, fmt.Errorf("provisioning did not finish within %s", s.opts.ProvisionTimeout))
+	defer cancel()
 	info, err := s.opts.Cloud.LookupVM(ctx, s.cfg.ResourceGroup, s.cfg.VMName)
 	switch {
 	case errors.Is(err, azure.ErrNotFound):
@@ -87,6 +89,9 @@ func (s *state) stageProvision(ctx context.Context) (string, error) {
 	})
 	s.machine = res
 	if err != nil {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			return "", fmt.Errorf("%w: %w", cause, err)
+		}
 		return "", err
 	}
 	created := 0

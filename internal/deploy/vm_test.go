@@ -207,21 +207,22 @@ type fakeCloud struct {
 	t   *testing.T
 	fwd *forwarder
 
-	mu           sync.Mutex
-	calls        []string
-	vm           *testVM
-	exists       bool
-	hostKeyTag   string
-	vmOpts       vmOptions // what the next boot looks like
-	provisionErr error
-	failAfterVM  bool // the VM exists when provisioning fails
-	destroyed    bool
-	managed      bool   // LookupVM says the VM is tagged ours
-	powerState   string // "" means running
-	size         string
-	rgExists     bool
-	serial       string
-	hostKeyPEM   []byte // the private host key the custom data carried
+	mu            sync.Mutex
+	calls         []string
+	vm            *testVM
+	exists        bool
+	hostKeyTag    string
+	vmOpts        vmOptions // what the next boot looks like
+	provisionErr  error
+	failAfterVM   bool // the VM exists when provisioning fails
+	provisionHang bool // Provision waits for its deadline
+	destroyed     bool
+	managed       bool   // LookupVM says the VM is tagged ours
+	powerState    string // "" means running
+	size          string
+	rgExists      bool
+	serial        string
+	hostKeyPEM    []byte // the private host key the custom data carried
 }
 
 func (c *fakeCloud) lastHostKeyPEM() []byte {
@@ -302,8 +303,13 @@ func (c *fakeCloud) StartVM(_ context.Context, rg, vm string) error {
 	return nil
 }
 
-func (c *fakeCloud) Provision(_ context.Context, s azure.Spec, progress func(azure.Event)) (*azure.Result, error) {
+func (c *fakeCloud) Provision(ctx context.Context, s azure.Spec, progress func(azure.Event)) (*azure.Result, error) {
 	c.record("provision " + s.ResourceGroup + "/" + s.VMName)
+	if c.provisionHang {
+		// Azure that never finishes: only the deadline ends it.
+		<-ctx.Done()
+		return &azure.Result{}, fmt.Errorf("failed to create virtual machine %q: %w", s.VMName, ctx.Err())
+	}
 	res := &azure.Result{PublicIP: "127.0.0.1", FQDN: s.VMName + "." + s.Location + ".cloudapp.azure.com"}
 	c.mu.Lock()
 	defer c.mu.Unlock()
