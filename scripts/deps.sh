@@ -7,6 +7,7 @@
 #   shellcheck      actionlint checks run: scripts with it
 #   iproute2        network namespaces for the end-to-end test
 #   git             nixos-anywhere and the finalize step use git; tests build repos
+#   sudo            the install test's first login as a user with passwordless sudo
 set -euo pipefail
 
 need=()
@@ -16,6 +17,7 @@ command -v nix-instantiate >/dev/null 2>&1 || need+=(nix-bin)
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || need+=(iproute2)
 command -v git >/dev/null 2>&1 || need+=(git)
+command -v sudo >/dev/null 2>&1 || need+=(sudo)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

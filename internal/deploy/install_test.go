@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -134,12 +135,46 @@ func TestInstallOntoAnyHost(t *testing.T) {
 	}
 
 	// The same host under another key is refused before anything is sent.
+	testWrongTargetKey(t, set)
+}
+
+// TestInstallOntoAnyHostWithSudo: the first login is a user with
+// passwordless sudo, as on a cloud image, not root.
+func TestInstallOntoAnyHostWithSudo(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("sudo"); err != nil {
+		t.Fatalf("sudo not found (apt-get install sudo; scripts/deps.sh does): %v", err)
+	}
+	h := newHarness(t)
+	host, _ := keys.New(nil, "")
+	login, _ := keys.New(nil, "")
+	vm := startVM(t, vmOptions{hostKeyPEM: host.PrivatePEM, rootKeys: []ssh.PublicKey{login.Public}, sudoUser: "ubuntu"})
+	opts := h.options(map[string]string{
+		"command": "install", "target-host": vm.srv.Addr, "target-user": "ubuntu",
+		"target-host-key": keys.AuthorizedKey(host.Public, ""), "target-ssh-key": string(login.PrivatePEM),
+		"azure-subscription-id": "",
+	})
+	opts.Cloud = nil
+	res := h.run(context.Background(), opts)
+	if res.Err != nil {
+		t.Fatalf("install failed in %s: %v\n%s", res.FailedStage, res.Err, h.stdout)
+	}
+	if vm.osReleaseID(t) != "nixos" {
+		t.Error("the host was not installed")
+	}
+	if cmds := strings.Join(vm.srv.Commands(), "\n"); !strings.HasPrefix(cmds, "sudo -n sh -c ") {
+		t.Errorf("the first login did not go through sudo:\n%s", cmds)
+	}
+}
+
+func testWrongTargetKey(t *testing.T, set map[string]string) {
+	t.Helper()
 	h2 := newHarness(t)
 	wrong, _ := keys.New(nil, "")
 	set["target-host-key"] = keys.AuthorizedKey(wrong.Public, "")
-	opts = h2.options(set)
+	opts := h2.options(set)
 	opts.Cloud = nil
-	res = h2.run(context.Background(), opts)
+	res := h2.run(context.Background(), opts)
 	if res.Err == nil || res.FailedStage != "prepare access" || !strings.Contains(res.Err.Error(), "host key mismatch") {
 		t.Fatalf("want a host key mismatch, got %s: %v", res.FailedStage, res.Err)
 	}

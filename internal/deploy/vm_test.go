@@ -62,8 +62,9 @@ type vmOptions struct {
 	rootKeys   []ssh.PublicKey
 	nixos      bool // answer as an installed NixOS: os-release and no distribution in the SSH banner
 	failCmd    string
-	memKB      int  // /proc/meminfo's MemTotal; 0 keeps the machine's
-	secureBoot bool // mokutil --sb-state says SecureBoot enabled
+	memKB      int    // /proc/meminfo's MemTotal; 0 means 16 GB
+	sudoUser   string // a user with passwordless sudo (the first login of install onto a host)
+	secureBoot bool   // mokutil --sb-state says SecureBoot enabled
 	// hostKeyOverride boots the VM with another host key than the one in
 	// the custom data: a wrong address or a machine in the middle.
 	hostKeyOverride []byte
@@ -111,6 +112,9 @@ func startVM(t *testing.T, o vmOptions) *testVM {
 		// NixOS ships OpenSSH as released; Debian's adds itself to the banner.
 		opts = append(opts, sshtest.WithConfig("DebianBanner no"))
 	}
+	if o.sudoUser != "" {
+		writeSudoUser(t, dir, o.sudoUser)
+	}
 	// Where Run Command reads the host key: the one sshd really uses.
 	signer, err := ssh.ParsePrivateKey(hostKey)
 	if err != nil {
@@ -121,6 +125,20 @@ func startVM(t *testing.T, o vmOptions) *testVM {
 	}
 	srv := sshtest.Start(t, opts...)
 	vm := &testVM{srv: srv, dir: dir}
+	if o.sudoUser != "" {
+		// Sessions of the sudo user run sshtest's wrapper and read the
+		// keys file from the server's directory: let them.
+		for _, d := range []string{filepath.Dir(srv.Dir), srv.Dir} {
+			if err := os.Chmod(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_ = os.Chmod(filepath.Join(srv.Dir, "authorized_keys"), 0o644)
+		if err := os.WriteFile(filepath.Join(srv.Dir, "commands.log"), nil, 0o666); err != nil {
+			t.Fatal(err)
+		}
+		_ = os.Chmod(filepath.Join(srv.Dir, "commands.log"), 0o666)
+	}
 	srv.AddExecutable("findmnt", "#!/bin/sh\necho /dev/sda1\n")
 	srv.AddExecutable("lsblk", "#!/bin/sh\ncase \"$*\" in *sda1*) echo sda ;; *) echo ;; esac\n")
 	srv.AddExecutable("runuser", "#!/bin/sh\n# runuser -u USER -- CMD...: run CMD as this user instead\nshift 3\nexec \"$@\"\n")
@@ -135,6 +153,36 @@ func startVM(t *testing.T, o vmOptions) *testVM {
 		srv.AddExecutable(o.failCmd, "#!/bin/sh\necho \""+o.failCmd+": something went wrong\" >&2\nexit 1\n")
 	}
 	return vm
+}
+
+// writeSudoUser writes the VM's own /etc/passwd, group, shadow and sudoers:
+// this machine's, plus user with passwordless sudo, as a cloud image's
+// default user.
+func writeSudoUser(t *testing.T, dir, user string) {
+	t.Helper()
+	add := func(name, src, line string, mode os.FileMode) {
+		var b []byte
+		if src != "" {
+			var err error
+			if b, err = os.ReadFile(src); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if len(b) > 0 && b[len(b)-1] != '\n' {
+			b = append(b, '\n')
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), append(b, line...), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(filepath.Join(dir, name), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add("passwd", "/etc/passwd", user+":x:4242:4242::/home/"+user+":/bin/sh\n", 0o644)
+	add("group", "/etc/group", user+":x:4242:\n", 0o644)
+	add("shadow", "/etc/shadow", user+":*:20000:0:99999:7:::\n", 0o640)
+	add("sudoers", "", "root ALL=(ALL:ALL) ALL\n"+user+" ALL=(ALL) NOPASSWD: ALL\n", 0o440)
+	add("sudo-user", "", user, 0o644)
 }
 
 func (vm *testVM) osReleaseID(t *testing.T) string {

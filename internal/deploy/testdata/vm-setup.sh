@@ -32,6 +32,17 @@ if [ -f "$vm/ssh_host_ed25519_key.pub" ]; then
   mount -t tmpfs -o mode=0755 vmetcssh /etc/ssh
   cp "$vm/ssh_host_ed25519_key.pub" /etc/ssh/
 fi
+# A user with passwordless sudo, as a cloud image's default user is.
+for f in passwd group shadow sudoers; do
+  if [ -f "$vm/$f" ]; then
+    mount --bind "$vm/$f" "/etc/$f"
+  fi
+done
+if [ -f "$vm/sudo-user" ]; then
+  user=$(cat "$vm/sudo-user")
+  mkdir -p "/home/$user"
+  chown "$user:" "/home/$user"
+fi
 if [ -f "$vm/meminfo" ]; then
   mount --bind "$vm/meminfo" /proc/meminfo
 fi
