@@ -47,7 +47,7 @@ func (s *Actions) Mask(secret string) {
 }
 func (s *Actions) Group(title string)                  { s.a.Group(title) }
 func (s *Actions) EndGroup()                           { s.a.EndGroup() }
-func (s *Actions) Infof(format string, args ...any)    { s.a.Infof(format+"\n", args...) }
+func (s *Actions) Infof(format string, args ...any)    { s.a.Infof(format, args...) } // it ends the line
 func (s *Actions) Warningf(format string, args ...any) { s.a.Warningf(format, args...) }
 func (s *Actions) Errorf(title, format string, args ...any) {
 	s.a.WithFieldsMap(map[string]string{"title": title}).Errorf(format, args...)
