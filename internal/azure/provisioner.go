@@ -175,13 +175,24 @@ func (s *Spec) validate() error {
 // tags returns the tags every resource of the deployment carries.
 func (s *Spec) tags() map[string]*string {
 	t := map[string]*string{}
-	for k, v := range s.Tags {
+	for k, v := range Tags(s.VMName, s.RunURL, s.Tags) {
 		t[k] = to(v)
 	}
-	t[TagManagedBy] = to(ManagedByValue)
-	t[TagVMName] = to(s.VMName)
-	if s.RunURL != "" {
-		t[TagRunURL] = to(s.RunURL)
+	return t
+}
+
+// Tags are the tags every resource of a deployment carries: extra, then
+// ours (managed-by, the VM name, the run URL when there is one). The plan
+// shows the same.
+func Tags(vmName, runURL string, extra map[string]string) map[string]string {
+	t := map[string]string{}
+	for k, v := range extra {
+		t[k] = v
+	}
+	t[TagManagedBy] = ManagedByValue
+	t[TagVMName] = vmName
+	if runURL != "" {
+		t[TagRunURL] = runURL
 	}
 	return t
 }

@@ -4,7 +4,9 @@ package config
 
 import (
 	"reflect"
+	"slices"
 	"strings"
+	"sync"
 )
 
 // Inputs holds the raw, unvalidated input values as strings. Every input of
@@ -63,7 +65,10 @@ type Input struct {
 }
 
 // Definitions lists every input in declaration order.
-func Definitions() []Input {
+func Definitions() []Input { return slices.Clone(definitions()) }
+
+// definitions reads the struct tags once.
+var definitions = sync.OnceValue(func() []Input {
 	t := reflect.TypeFor[Inputs]()
 	defs := make([]Input, 0, t.NumField())
 	for i := range t.NumField() {
@@ -86,11 +91,11 @@ func Definitions() []Input {
 		defs = append(defs, in)
 	}
 	return defs
-}
+})
 
 // Get returns the raw value of the input with the given name.
 func (in *Inputs) Get(name string) string {
-	for _, d := range Definitions() {
+	for _, d := range definitions() {
 		if d.Name == name {
 			return reflect.ValueOf(in).Elem().Field(d.field).String()
 		}
@@ -101,7 +106,7 @@ func (in *Inputs) Get(name string) string {
 // Set sets the raw value of the input with the given name; it reports
 // whether such an input exists.
 func (in *Inputs) Set(name, value string) bool {
-	for _, d := range Definitions() {
+	for _, d := range definitions() {
 		if d.Name == name {
 			reflect.ValueOf(in).Elem().Field(d.field).SetString(value)
 			return true
@@ -113,7 +118,7 @@ func (in *Inputs) Set(name, value string) bool {
 // Secrets returns the non-empty values of the secret inputs, for masking.
 func (in *Inputs) Secrets() []string {
 	var out []string
-	for _, d := range Definitions() {
+	for _, d := range definitions() {
 		if !d.Secret {
 			continue
 		}

@@ -50,7 +50,7 @@ func flagLookuper(values map[string]string, getenv func(string) string) envconfi
 
 func fallbackNames() map[string]string {
 	m := map[string]string{}
-	for _, d := range Definitions() {
+	for _, d := range definitions() {
 		if d.Fallback != "" {
 			m[d.Env] = d.Fallback
 		}
@@ -83,7 +83,7 @@ func ReadFlags(ctx context.Context, args []string, getenv func(string) string, o
 	values := map[string]string{}
 	fs := flag.NewFlagSet("nixos-cloud-deploy", flag.ContinueOnError)
 	fs.SetOutput(out)
-	for _, d := range Definitions() {
+	for _, d := range definitions() {
 		v := &flagValue{name: d.Name, values: values, isBool: d.Default == "false" || d.Default == "true"}
 		usage := d.Description
 		if d.Default != "" {

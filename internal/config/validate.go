@@ -249,6 +249,9 @@ func parseTarget(in Inputs, cmd Command) (*Target, error) {
 	return t, errors.Join(errs...)
 }
 
+// parseHostKey reads an authorized_keys or known_hosts line. It mirrors
+// sshx.ParseHostKey on purpose: config is linked by the bot, which must not
+// link the SSH client (cmd/bot's deps test).
 func parseHostKey(s string) (ssh.PublicKey, error) {
 	s = strings.TrimSpace(s)
 	if k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(s)); err == nil {

@@ -11,7 +11,6 @@ import (
 
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/azure"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/config"
-	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/keys"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/plan"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/sshx"
 )
@@ -63,7 +62,7 @@ func (s *state) stageLocate(ctx context.Context) (string, error) {
 	s.machine = &azure.Result{VMID: info.ID, PublicIP: info.PublicIP, FQDN: info.FQDN}
 	s.vmExists = true
 	if info.HostKey != "" {
-		k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(info.HostKey))
+		k, err := sshx.ParseHostKey(info.HostKey)
 		if err != nil {
 			return "", fmt.Errorf("failed to parse the %s tag of virtual machine %q: %w", plan.TagSSHHostKey, vm, err)
 		}
@@ -140,7 +139,7 @@ func (p preflight) refusal(force bool) *StageError {
 // target, over Azure Run Command (no SSH credentials needed) or over SSH
 // with target-user's key and the pinned host key.
 func (s *state) stagePrepareAccess(ctx context.Context) (string, error) {
-	script := preflightScript(keys.AuthorizedKey(s.deployKey.Public, "nixos-cloud-deploy"))
+	script := preflightScript(s.deployKeyLine())
 	var out string
 	if t := s.cfg.Target; t != nil {
 		signer, err := ssh.ParsePrivateKey(t.Key)
@@ -174,13 +173,13 @@ func (s *state) stagePrepareAccess(ctx context.Context) (string, error) {
 	p := parsePreflight(out)
 	if s.pinned == nil {
 		// Learnt over the authenticated control plane, never from the network.
-		k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(p.hostKey))
+		k, err := sshx.ParseHostKey(p.hostKey)
 		if err != nil {
 			return "", fmt.Errorf("the VM reported no usable ed25519 host key (%q): %w", p.hostKey, err)
 		}
 		s.pinned = k
 	} else if p.hostKey != "" {
-		if k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(p.hostKey)); err == nil && string(k.Marshal()) != string(s.pinned.Marshal()) {
+		if k, err := sshx.ParseHostKey(p.hostKey); err == nil && string(k.Marshal()) != string(s.pinned.Marshal()) {
 			return "", &StageError{Stage: "prepare access", Err: fmt.Errorf("the VM's host key %s is not the pinned one %s", sshx.Fingerprint(k), sshx.Fingerprint(s.pinned)),
 				Hint: "its ssh-host-key tag is stale or the address is wrong; nothing was installed"}
 		}

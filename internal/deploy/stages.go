@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/azure"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/cloudinit"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/config"
@@ -21,6 +19,12 @@ import (
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/plan"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/sshx"
 )
+
+// deployKeyLine is the deploy key as root's authorized_keys line, wherever
+// it is authorised: cloud-init, settings.json, the preflight script.
+func (s *state) deployKeyLine() string {
+	return keys.AuthorizedKey(s.deployKey.Public, "nixos-cloud-deploy")
+}
 
 func (s *state) spec() azure.Spec {
 	sp := azure.Spec{
@@ -40,7 +44,7 @@ func (s *state) spec() azure.Spec {
 		sp.CustomData = cloudinit.Render(cloudinit.Data{
 			HostKeyPrivate: s.hostKey.PrivatePEM,
 			HostKeyPublic:  keys.AuthorizedKey(s.hostKey.Public, ""),
-			RootKeys:       []string{keys.AuthorizedKey(s.deployKey.Public, "nixos-cloud-deploy")},
+			RootKeys:       []string{s.deployKeyLine()},
 		})
 	}
 	return sp
@@ -69,7 +73,7 @@ func (s *state) stageProvision(ctx context.Context) (string, error) {
 			return "", &StageError{Stage: "provision", Err: fmt.Errorf("virtual machine %q exists but has no %s tag, so its host key cannot be verified", s.cfg.VMName, plan.TagSSHHostKey),
 				Hint: "destroy it (command: destroy) and deploy again"}
 		}
-		k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(info.HostKey))
+		k, err := sshx.ParseHostKey(info.HostKey)
 		if err != nil {
 			return "", fmt.Errorf("failed to parse the %s tag of virtual machine %q: %w", plan.TagSSHHostKey, s.cfg.VMName, err)
 		}
@@ -215,7 +219,7 @@ func (s *state) stageInstall(ctx context.Context) (string, error) {
 		HostName:           s.cfg.VMName,
 		UserName:           s.cfg.UserName,
 		AuthorizedKeys:     s.cfg.SSHPublicKeys,
-		RootAuthorizedKeys: []string{keys.AuthorizedKey(s.deployKey.Public, "nixos-cloud-deploy")},
+		RootAuthorizedKeys: []string{s.deployKeyLine()},
 		DiskDevice:         s.disk,
 		StateVersion:       nixos.StateVersion(s.cfg.NixChannel),
 	}, s.cfg.NixChannel)

@@ -10,10 +10,11 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"strings"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/sshx"
 )
 
 // Pair is an ed25519 key pair.
@@ -46,7 +47,7 @@ func New(r io.Reader, comment string) (*Pair, error) {
 // AuthorizedKey is the public half as an authorized_keys line, without
 // newline, with the comment appended when given.
 func AuthorizedKey(k ssh.PublicKey, comment string) string {
-	line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k)))
+	line := sshx.AuthorizedKey(k)
 	if comment != "" {
 		line += " " + comment
 	}

@@ -80,11 +80,7 @@ func FQDN(vm, location string) string {
 
 // Tags are the tags on every resource of the deployment.
 func Tags(c config.Config, runURL string) map[string]string {
-	t := map[string]string{TagManagedBy: ManagedByValue, TagVMName: c.VMName}
-	if runURL != "" {
-		t[TagRunURL] = runURL
-	}
-	return t
+	return azure.Tags(c.VMName, runURL, nil)
 }
 
 // New builds the plan for a validated configuration.
