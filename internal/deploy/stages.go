@@ -147,7 +147,7 @@ func (s *state) stageWaitSSH(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("failed to read /etc/os-release: %w", err)
 	}
-	s.isNixOS = osReleaseID(string(out)) == "nixos"
+	s.isNixOS = nixos.OSReleaseID(out) == "nixos"
 	return fmt.Sprintf("host key %s verified", sshx.Fingerprint(s.pinned)), nil
 }
 
@@ -193,15 +193,6 @@ func (s *state) reachExisting(ctx context.Context) (string, error) {
 	s.isNixOS = true
 	s.sink.Warningf("virtual machine %s runs NixOS (%s, host key verified) but root does not accept this run's deploy key: install and finalize are skipped; give the deploy-key input to converge fully", s.cfg.VMName, id.Version)
 	return fmt.Sprintf("host key %s verified; NixOS (%s); no root access", sshx.Fingerprint(s.pinned), id.Version), nil
-}
-
-func osReleaseID(osRelease string) string {
-	for _, l := range strings.Split(osRelease, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "ID="); ok {
-			return strings.Trim(v, `"'`)
-		}
-	}
-	return ""
 }
 
 func (s *state) stageDetectDisk(ctx context.Context) (string, error) {

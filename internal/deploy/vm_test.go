@@ -16,6 +16,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/azure"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/nixos"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/sshtest"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/sshx"
 )
@@ -191,7 +192,7 @@ func (vm *testVM) osReleaseID(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return osReleaseID(string(b))
+	return nixos.OSReleaseID(b)
 }
 
 // forwarder stands in for the VM's public IP: a fixed loopback port, known

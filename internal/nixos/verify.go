@@ -30,6 +30,9 @@ func Verify(ctx context.Context, r Commander) error {
 
 // parseOSRelease reads os-release(5): KEY=value lines, values optionally
 // quoted with shell quoting.
+// OSReleaseID is the ID field of an os-release(5) file: "nixos", "ubuntu".
+func OSReleaseID(data []byte) string { return parseOSRelease(data)["ID"] }
+
 func parseOSRelease(data []byte) map[string]string {
 	m := map[string]string{}
 	sc := bufio.NewScanner(bytes.NewReader(data))
