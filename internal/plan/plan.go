@@ -171,9 +171,13 @@ func New(c config.Config, env Env) Plan {
 func installTargets(c config.Config) []Resource {
 	access := "authorise the deploy key for root, read the host key, check memory, Secure Boot and whether it already runs NixOS"
 	if t := c.Target; t != nil {
+		login := t.User + " with target-ssh-key"
+		if t.User != "root" {
+			login += ", then sudo -n"
+		}
 		return []Resource{{Kind: "existing host", Name: t.Addr(), Props: []Prop{
 			{"host key", ssh.FingerprintSHA256(t.HostKey) + " (target-host-key)"},
-			{"first login", t.User + " with target-ssh-key" + map[bool]string{true: "", false: ", then sudo -n"}[t.User == "root"]},
+			{"first login", login},
 			{"over SSH", access},
 		}}}
 	}
