@@ -78,11 +78,6 @@ func FQDN(vm, location string) string {
 	return fmt.Sprintf("%s.%s.cloudapp.azure.com", vm, location)
 }
 
-// Tags are the tags on every resource of the deployment.
-func Tags(c config.Config, runURL string) map[string]string {
-	return azure.Tags(c.VMName, runURL, nil)
-}
-
 // New builds the plan for a validated configuration.
 func New(c config.Config, env Env) Plan {
 	cmd := c.Command
@@ -123,8 +118,8 @@ func New(c config.Config, env Env) Plan {
 		}
 		return p
 	}
-	tags := formatTags(Tags(c, env.RunURL))
-	vmTags := formatTags(withHostKeyTag(Tags(c, env.RunURL)))
+	tags := formatTags(azure.Tags(c.VMName, env.RunURL, nil))
+	vmTags := formatTags(withHostKeyTag(azure.Tags(c.VMName, env.RunURL, nil)))
 	mem := "unknown to this tool (checked by Azure)"
 	if gb, ok := config.SizeMemoryGB(c.Size); ok {
 		mem = fmt.Sprintf("%g GB", gb)
