@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -129,6 +130,17 @@ func resolveStack(ctx context.Context, armEndpoint string, httpClient *http.Clie
 	if md.Authentication.LoginEndpoint == "" || len(md.Authentication.Audiences) == 0 {
 		return ResolvedCloud{}, fmt.Errorf("cloud metadata from %q has no authentication.loginEndpoint or audiences", metaURL)
 	}
+	// The metadata decides where the credential is sent and for which resource a token is minted.
+	// A hub's own authority (AD FS) and audience stay inside the hub; a public-cloud login or
+	// audience would mint tokens that work on public Azure and hand them to whatever answers at
+	// arm-endpoint.
+	audience := md.Authentication.Audiences[0]
+	if err := checkStackEndpoint("loginEndpoint", md.Authentication.LoginEndpoint); err != nil {
+		return ResolvedCloud{}, fmt.Errorf("cloud metadata from %q: %w", metaURL, err)
+	}
+	if err := checkStackEndpoint("audience", audience); err != nil {
+		return ResolvedCloud{}, fmt.Errorf("cloud metadata from %q: %w", metaURL, err)
+	}
 	authority := strings.TrimSuffix(md.Authentication.LoginEndpoint, "/") + "/"
 	// An AD FS Stack Hub answers ".../adfs"; azidentity wants the host and the tenant "adfs".
 	adfs := strings.HasSuffix(strings.ToLower(authority), "/adfs/")
@@ -140,7 +152,7 @@ func resolveStack(ctx context.Context, armEndpoint string, httpClient *http.Clie
 		Configuration: cloud.Configuration{
 			ActiveDirectoryAuthorityHost: authority,
 			Services: map[cloud.ServiceName]cloud.ServiceConfiguration{
-				cloud.ResourceManager: {Endpoint: base, Audience: md.Authentication.Audiences[0]},
+				cloud.ResourceManager: {Endpoint: base, Audience: audience},
 			},
 		},
 		DisableInstanceDiscovery: true,
@@ -168,4 +180,48 @@ func parseMetadata(body []byte, base string) (metadataEndpoints, error) {
 	var m metadataEndpoints
 	err := json.Unmarshal(body, &m)
 	return m, err
+}
+
+// publicCloudDomains are the DNS domains of Microsoft's public and sovereign clouds: their Entra
+// authorities (login.microsoftonline.com, .us, login.chinacloudapi.cn, login.partner.microsoftonline.cn),
+// their resource managers and token audiences (management.azure.com, management.core.windows.net,
+// management.usgovcloudapi.net, management.chinacloudapi.cn, graph.microsoft.com, ...), and the
+// tenants' own namespace (onmicrosoft.com). See azcore's cloud.AzurePublic, AzureGovernment and
+// AzureChina, which are checked as well.
+var publicCloudDomains = []string{
+	"microsoftonline.com", "microsoftonline.us", "microsoftonline.cn", "onmicrosoft.com",
+	"windows.net", "azure.com", "azure.net", "azure.us", "azure.cn",
+	"usgovcloudapi.net", "chinacloudapi.cn", "microsoft.com", "microsoft.us", "live.com",
+}
+
+// isPublicCloudHost reports whether host belongs to a public or sovereign Azure cloud.
+func isPublicCloudHost(host string) bool {
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	domains := slices.Clone(publicCloudDomains)
+	for _, c := range []cloud.Configuration{cloud.AzurePublic, cloud.AzureGovernment, cloud.AzureChina} {
+		for _, u := range []string{c.ActiveDirectoryAuthorityHost, c.Services[cloud.ResourceManager].Endpoint, c.Services[cloud.ResourceManager].Audience} {
+			if pu, err := url.Parse(u); err == nil && pu.Hostname() != "" {
+				domains = append(domains, strings.ToLower(pu.Hostname()))
+			}
+		}
+	}
+	for _, d := range domains {
+		if host == d || strings.HasSuffix(host, "."+d) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkStackEndpoint accepts an Azure Stack Hub's login endpoint or token audience only as an
+// https URL on a host outside the public clouds.
+func checkStackEndpoint(field, v string) error {
+	u, err := url.Parse(v)
+	if err != nil || u.Scheme != "https" || u.Hostname() == "" {
+		return fmt.Errorf("authentication %s %q is not an https URL: refusing to mint tokens for it", field, v)
+	}
+	if isPublicCloudHost(u.Hostname()) {
+		return fmt.Errorf("authentication %s %q is a public-cloud host: an AzureStack endpoint must have its own authority and audience (an AD FS hub), or a token valid on public Azure would go to %s; for public Azure use azure-environment AzureCloud, AzureUSGovernment or AzureChinaCloud", field, v, "arm-endpoint")
+	}
+	return nil
 }

@@ -7,9 +7,12 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/google/go-cmp/cmp"
@@ -54,15 +57,6 @@ func TestResolveCloudAzureStack(t *testing.T) {
 		audience  string
 		adfs      bool
 	}{
-		{
-			name: "entra id hub",
-			body: func(string) string {
-				return `{"galleryEndpoint":"https://gallery.local/","graphEndpoint":"https://graph.windows.net/","portalEndpoint":"https://portal.local/",
-				"authentication":{"loginEndpoint":"https://login.microsoftonline.com/","audiences":["https://management.contoso.onmicrosoft.com/1234"]}}`
-			},
-			authority: "https://login.microsoftonline.com/",
-			audience:  "https://management.contoso.onmicrosoft.com/1234",
-		},
 		{
 			name: "ad fs hub",
 			body: func(string) string {
@@ -186,5 +180,122 @@ func TestAzureStackEndToEnd(t *testing.T) {
 	defer entra.mu.Unlock()
 	if len(entra.forms) != 1 || !strings.HasPrefix(entra.forms[0]["scope"], "https://management.stack.example/abc/.default") || !strings.HasPrefix(entra.paths[0], "/stack-tenant/") {
 		t.Errorf("token requests = %v at %v", entra.forms, entra.paths)
+	}
+}
+
+// recorder is an HTTPS server that answers the Azure Stack metadata document with the given
+// authentication block and records every request's Authorization header and form: it stands
+// for an arm-endpoint someone else controls.
+type recorder struct {
+	srv   *httptest.Server
+	mu    sync.Mutex
+	auths []string // "METHOD PATH Authorization"
+	forms []url.Values
+}
+
+func newRecorder(t *testing.T, auth func(self string) string) *recorder {
+	rec := &recorder{}
+	rec.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		rec.mu.Lock()
+		rec.auths = append(rec.auths, r.Method+" "+r.URL.Path+" "+r.Header.Get("Authorization"))
+		rec.forms = append(rec.forms, r.PostForm)
+		rec.mu.Unlock()
+		base := "https://" + r.Host
+		switch {
+		case r.URL.Path == "/metadata/endpoints":
+			fmt.Fprintf(w, `{"authentication":%s}`, auth(base))
+		case strings.HasSuffix(r.URL.Path, "/.well-known/openid-configuration"):
+			tenant := strings.Split(strings.Trim(r.URL.Path, "/"), "/")[0]
+			fmt.Fprintf(w, `{"token_endpoint":"%[1]s/%[2]s/oauth2/v2.0/token","authorization_endpoint":"%[1]s/%[2]s/oauth2/v2.0/authorize","issuer":"%[1]s/%[2]s/v2.0"}`, base, tenant)
+		case strings.HasSuffix(r.URL.Path, "/oauth2/v2.0/token"):
+			fmt.Fprint(w, `{"token_type":"Bearer","expires_in":3600,"access_token":"stolen"}`)
+		default:
+			fmt.Fprint(w, `{"error":{"code":"ResourceNotFound","message":"no"}}`)
+		}
+	}))
+	t.Cleanup(rec.srv.Close)
+	return rec
+}
+
+// TestAzureStackRefusesPublicCloudMetadata (issue 16): metadata that points the login or the
+// audience at a public cloud is refused before any credential is used, so no token valid on
+// public Azure is ever sent to arm-endpoint.
+func TestAzureStackRefusesPublicCloudMetadata(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		auth string
+		want string
+	}{
+		{"public login and audience", `{"loginEndpoint":"https://login.microsoftonline.com/","audiences":["https://management.azure.com/"]}`, `loginEndpoint "https://login.microsoftonline.com/" is a public-cloud host`},
+		{"public audience, own login", `{"loginEndpoint":"https://adfs.stack.example/adfs","audiences":["https://management.core.windows.net/"]}`, `audience "https://management.core.windows.net/" is a public-cloud host`},
+		{"us government login", `{"loginEndpoint":"https://login.microsoftonline.us/","audiences":["https://management.stack.example/1"]}`, "public-cloud host"},
+		{"china audience", `{"loginEndpoint":"https://adfs.stack.example/adfs","audiences":["https://management.chinacloudapi.cn"]}`, "public-cloud host"},
+		{"entra id tenant audience", `{"loginEndpoint":"https://adfs.stack.example/adfs","audiences":["https://management.contoso.onmicrosoft.com/1234"]}`, "public-cloud host"},
+		{"audience is an app id", `{"loginEndpoint":"https://adfs.stack.example/adfs","audiences":["797f4846-ba00-4fd7-ba43-dac1f8f63013"]}`, "not an https URL"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			rec := newRecorder(t, func(string) string { return tc.auth })
+			rc, err := ResolveCloud(context.Background(), Cloud{Name: CloudStack, ARMEndpoint: rec.srv.URL}, rec.srv.Client())
+			if err == nil {
+				// What the action would do next: a credential and an ARM call.
+				cred, _, cerr := NewCredential(context.Background(), rc, Credentials{ClientID: "app", TenantID: "t", ClientSecret: "s3cret"},
+					&CredentialOptions{ClientOptions: azcore.ClientOptions{Transport: rec.srv.Client()}})
+				if cerr == nil {
+					co := rc.ClientOptions()
+					co.Transport = rec.srv.Client()
+					if p, perr := NewProvisioner("33333333-3333-4333-8333-333333333333", cred, co); perr == nil {
+						_, err = p.LookupVM(context.Background(), "rg", "vm")
+					}
+				}
+				t.Fatalf("ResolveCloud accepted the metadata (then: %v)", err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want %q", err, tc.want)
+			}
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			if len(rec.auths) != 1 || rec.auths[0] != "GET /metadata/endpoints " {
+				t.Errorf("requests at arm-endpoint = %q, want only the metadata GET without Authorization", rec.auths)
+			}
+		})
+	}
+}
+
+// TestAzureStackNeverGetsGitHubIDToken: with AzureStack the authority comes from arm-endpoint, so
+// a GitHub ID token (which public Entra ID would exchange for a real token) is never fetched or
+// sent there, even when the job could mint one; the hub's own authority gets the client secret.
+func TestAzureStackNeverGetsGitHubIDToken(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder(t, func(self string) string {
+		return fmt.Sprintf(`{"loginEndpoint":%q,"audiences":["https://management.stack.example/1"]}`, self)
+	})
+	rc, err := ResolveCloud(context.Background(), Cloud{Name: CloudStack, ARMEndpoint: rec.srv.URL}, rec.srv.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fetched := 0
+	src := &OIDCSource{Fetch: func(context.Context, string) (string, error) { fetched++; return "gh.id.token", nil }}
+	opts := &CredentialOptions{ClientOptions: azcore.ClientOptions{Transport: rec.srv.Client()}}
+	cred, method, err := NewCredential(context.Background(), rc, Credentials{ClientID: "app", TenantID: "t", OIDC: src}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if method == MethodOIDC {
+		t.Fatalf("method = %q with AzureStack", method)
+	}
+	_, _ = cred.GetToken(context.Background(), policy.TokenRequestOptions{Scopes: []string{"https://management.stack.example/1/.default"}})
+	if fetched != 0 {
+		t.Errorf("GitHub ID tokens fetched = %d, want 0", fetched)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, f := range rec.forms {
+		if f.Get("client_assertion") != "" {
+			t.Errorf("a client assertion reached arm-endpoint's authority: %v", f)
+		}
 	}
 }

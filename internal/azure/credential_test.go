@@ -2,6 +2,7 @@ package azure
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,10 +23,21 @@ import (
 // fakeEntra is a Microsoft Entra token endpoint over TLS: OpenID discovery plus the
 // client-credentials grant. It records each token request's form.
 type fakeEntra struct {
-	srv   *httptest.Server
-	mu    sync.Mutex
-	forms []map[string]string
-	paths []string
+	srv      *httptest.Server
+	mu       sync.Mutex
+	forms    []map[string]string
+	paths    []string
+	rejected map[string]bool // assertions answered invalid_client
+}
+
+// reject makes the fake refuse this client assertion.
+func (e *fakeEntra) reject(assertion string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.rejected == nil {
+		e.rejected = map[string]bool{}
+	}
+	e.rejected[assertion] = true
 }
 
 func newFakeEntra(t *testing.T) *fakeEntra {
@@ -53,8 +65,9 @@ func newFakeEntra(t *testing.T) *fakeEntra {
 			e.forms = append(e.forms, form)
 			e.paths = append(e.paths, r.URL.Path)
 			n := len(e.forms)
+			rejected := e.rejected[form["client_assertion"]]
 			e.mu.Unlock()
-			if form["client_secret"] == "wrong-secret-8f3a" || form["client_assertion"] == "rejected" {
+			if form["client_secret"] == "wrong-secret-8f3a" || form["client_assertion"] == "rejected" || rejected {
 				w.WriteHeader(http.StatusUnauthorized)
 				fmt.Fprint(w, `{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided."}`)
 				return
@@ -68,8 +81,9 @@ func newFakeEntra(t *testing.T) *fakeEntra {
 	return e
 }
 
+// cloud is Entra ID at the fake's address (named the public cloud, whose rules it follows).
 func (e *fakeEntra) cloud() ResolvedCloud {
-	return ResolvedCloud{Name: CloudStack, DisableInstanceDiscovery: true, Configuration: cloud.Configuration{
+	return ResolvedCloud{Name: CloudPublic, DisableInstanceDiscovery: true, Configuration: cloud.Configuration{
 		ActiveDirectoryAuthorityHost: e.srv.URL + "/",
 		Services:                     map[cloud.ServiceName]cloud.ServiceConfiguration{cloud.ResourceManager: {Endpoint: "https://arm.example", Audience: "https://arm.example"}},
 	}}
@@ -112,13 +126,13 @@ func TestNewCredentialOIDCFetchesFreshIDTokenPerExchange(t *testing.T) {
 	entra := newFakeEntra(t)
 	src, n, mu := fakeGitHubOIDC(t)
 	cred, method, err := NewCredential(context.Background(), entra.cloud(), Credentials{
-		ClientID: "app-id", TenantID: "tenant-id", ClientSecret: "also-set", OIDC: src,
+		ClientID: "app-id", TenantID: "tenant-id", OIDC: src,
 	}, entra.options())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if method != MethodOIDC {
-		t.Fatalf("method = %q, want %q (OIDC comes before a client secret)", method, MethodOIDC)
+		t.Fatalf("method = %q, want %q", method, MethodOIDC)
 	}
 	for _, scope := range []string{"https://arm.example/.default", "https://other.example/.default"} {
 		if _, err := cred.GetToken(context.Background(), policy.TokenRequestOptions{Scopes: []string{scope}}); err != nil {
@@ -155,12 +169,14 @@ func TestNewCredentialSelection(t *testing.T) {
 		wantErr string
 	}{
 		{"oidc", Credentials{ClientID: "a", TenantID: "t", OIDC: oidc}, MethodOIDC, ""},
-		{"oidc before secret", Credentials{ClientID: "a", TenantID: "t", OIDC: oidc, ClientSecret: "s"}, MethodOIDC, ""},
+		// azure/login: a secret, when given, is used (src/Cli/AzureCliLogin.ts).
+		{"secret before oidc", Credentials{ClientID: "a", TenantID: "t", OIDC: oidc, ClientSecret: "s"}, MethodClientSecret, ""},
 		{"secret", Credentials{ClientID: "a", TenantID: "t", ClientSecret: "s"}, MethodClientSecret, ""},
 		{"secret when oidc source is empty", Credentials{ClientID: "a", TenantID: "t", ClientSecret: "s", OIDC: &OIDCSource{}}, MethodClientSecret, ""},
 		{"default when nothing is set", Credentials{}, MethodDefault, ""},
 		{"default when oidc lacks ids", Credentials{OIDC: oidc}, MethodDefault, ""},
 		{"secret without tenant", Credentials{ClientID: "a", ClientSecret: "s"}, "", "azure-client-secret is set but azure-tenant-id is missing"},
+		{"secret without tenant, oidc usable", Credentials{ClientID: "a", ClientSecret: "s", OIDC: oidc}, "", "azure-client-secret is set but azure-tenant-id is missing"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -238,7 +254,7 @@ func TestNewCredentialErrorsSayWhatToConfigure(t *testing.T) {
 
 func TestDefaultHintMentionsSubject(t *testing.T) {
 	t.Parallel()
-	h := defaultHint(Credentials{Subject: "repo:o/r:ref:refs/heads/main"})
+	h := defaultHint(ResolvedCloud{Name: CloudPublic}, Credentials{Subject: "repo:o/r:ref:refs/heads/main"})
 	for _, w := range []string{"id-token: write", `"repo:o/r:ref:refs/heads/main"`, "az login"} {
 		if !strings.Contains(h, w) {
 			t.Errorf("hint %q lacks %q", h, w)
@@ -276,7 +292,9 @@ func TestTokenHintReachesProvisionError(t *testing.T) {
 	t.Parallel()
 	inner := &azfake.TokenCredential{}
 	inner.SetError(errors.New("AADSTS700213: No matching federated identity record found"))
-	cred := &hintedCredential{inner: inner, method: MethodOIDC, hint: oidcHint(Credentials{ClientID: "app", TenantID: "t", Subject: "repo:o/r:ref:refs/heads/main"})}
+	cred := &hintedCredential{inner: inner, method: MethodOIDC, hint: func() string {
+		return oidcHint(Credentials{ClientID: "app", TenantID: "t", Subject: "repo:o/r:ref:refs/heads/main"})
+	}}
 	f := newFakeARM()
 	p, err := NewProvisioner(f.sub, cred, f.clientOptions(), WithPollFrequency(time.Millisecond))
 	if err != nil {
@@ -292,5 +310,151 @@ func TestTokenHintReachesProvisionError(t *testing.T) {
 	}
 	if f.putCount() != 0 {
 		t.Error("PUTs sent without a token")
+	}
+}
+
+// TestClientSecretWinsOverOIDC: with azure-client-secret given and the job able to mint ID
+// tokens (id-token: write), the secret is what reaches Entra, as azure/login does it, and GitHub
+// is not even asked for an ID token.
+func TestClientSecretWinsOverOIDC(t *testing.T) {
+	t.Parallel()
+	entra := newFakeEntra(t)
+	src, n, mu := fakeGitHubOIDC(t)
+	cred, method, err := NewCredential(context.Background(), entra.cloud(), Credentials{
+		ClientID: "app-id", TenantID: "tenant-id", ClientSecret: "the-secret", OIDC: src,
+	}, entra.options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if method != MethodClientSecret {
+		t.Errorf("method = %q, want %q", method, MethodClientSecret)
+	}
+	if _, err := cred.GetToken(context.Background(), policy.TokenRequestOptions{Scopes: []string{"https://arm.example/.default"}}); err != nil {
+		t.Fatal(err)
+	}
+	entra.mu.Lock()
+	defer entra.mu.Unlock()
+	if len(entra.forms) != 1 || entra.forms[0]["client_secret"] != "the-secret" || entra.forms[0]["client_assertion"] != "" {
+		t.Errorf("token requests = %v, want one with the client secret and no assertion", entra.forms)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if *n != 0 {
+		t.Errorf("GitHub ID tokens fetched = %d, want 0", *n)
+	}
+}
+
+// TestOIDCAudiencePerCloud: the ID token is asked for with the audience the cloud's Entra ID
+// expects, unless one is given.
+func TestOIDCAudiencePerCloud(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		cloud, given, want string
+	}{
+		{CloudPublic, "", "api://AzureADTokenExchange"},
+		{CloudGovernment, "", "api://AzureADTokenExchangeUSGov"},
+		{CloudChina, "", "api://AzureADTokenExchangeChina"},
+		{CloudGovernment, "api://custom", "api://custom"},
+	}
+	for _, tc := range tests {
+		entra := newFakeEntra(t)
+		rc := entra.cloud()
+		rc.Name = tc.cloud
+		var got []string
+		var mu sync.Mutex
+		src := &OIDCSource{Fetch: func(_ context.Context, aud string) (string, error) {
+			mu.Lock()
+			got = append(got, aud)
+			mu.Unlock()
+			return "a.b.c", nil
+		}}
+		cred, _, err := NewCredential(context.Background(), rc, Credentials{ClientID: "a", TenantID: "t", OIDC: src, OIDCAudience: tc.given}, entra.options())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cred.GetToken(context.Background(), policy.TokenRequestOptions{Scopes: []string{"https://arm.example/.default"}}); err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 || got[0] != tc.want {
+			t.Errorf("%s with %q: audiences asked for %q, want %q", tc.cloud, tc.given, got, tc.want)
+		}
+	}
+}
+
+// TestIDTokenRetriedLikeActionsCore: 502, 503 and 504 are retried (up to ten times), anything else
+// is not; the waits double from 10 ms.
+func TestIDTokenRetriedLikeActionsCore(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		statuses  []int // answered in order; the last repeats
+		wantCalls int
+		wantErr   string
+	}{
+		{"503 then ok", []int{503, 502, 504, 200}, 4, ""},
+		{"401 is final", []int{401, 200}, 1, "HTTP 401"},
+		{"404 is final", []int{404, 200}, 1, "HTTP 404"},
+		{"always 503", []int{503}, 11, "HTTP 503"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var mu sync.Mutex
+			calls := 0
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				st := tc.statuses[min(calls, len(tc.statuses)-1)]
+				calls++
+				mu.Unlock()
+				w.WriteHeader(st)
+				if st == 200 {
+					fmt.Fprint(w, `{"value":"id-token"}`)
+				}
+			}))
+			defer srv.Close()
+			var waits []time.Duration
+			src := &OIDCSource{RequestURL: srv.URL + "/?api-version=2.0", RequestToken: "rt", HTTPClient: srv.Client(),
+				sleep: func(_ context.Context, d time.Duration) error { waits = append(waits, d); return nil }}
+			tok, err := src.IDToken(context.Background(), OIDCAudience)
+			if tc.wantErr == "" && (err != nil || tok != "id-token") {
+				t.Fatalf("IDToken = %q, %v", tok, err)
+			}
+			if tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("err = %v, want %q", err, tc.wantErr)
+			}
+			if calls != tc.wantCalls {
+				t.Errorf("requests = %d, want %d", calls, tc.wantCalls)
+			}
+			for i, d := range waits {
+				if want := 5 * time.Millisecond << min(i+1, 10); d != want {
+					t.Errorf("wait %d = %v, want %v", i, d, want)
+				}
+			}
+		})
+	}
+}
+
+// TestOIDCHintReadsSubClaim: when Entra refuses the assertion, the hint names the subject GitHub
+// really put in the token (here an environment), not the one guessed from GITHUB_REF.
+func TestOIDCHintReadsSubClaim(t *testing.T) {
+	t.Parallel()
+	entra := newFakeEntra(t)
+	payload := base64.RawURLEncoding.EncodeToString([]byte(`{"iss":"https://token.actions.githubusercontent.com","sub":"repo:octo/infra:environment:prod","aud":"api://AzureADTokenExchange"}`))
+	jwt := "eyJhbGciOiJSUzI1NiJ9." + payload + ".sig"
+	src := &OIDCSource{Fetch: func(context.Context, string) (string, error) { return jwt, nil }}
+	cred, _, err := NewCredential(context.Background(), entra.cloud(), Credentials{
+		ClientID: "app-id", TenantID: "tenant-id", Subject: "repo:octo/infra:ref:refs/heads/main", OIDC: src,
+	}, entra.options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	entra.reject(jwt)
+	_, err = cred.GetToken(context.Background(), policy.TokenRequestOptions{Scopes: []string{"https://arm.example/.default"}})
+	var he *HintError
+	if !errors.As(err, &he) {
+		t.Fatalf("err = %v, want a HintError", err)
+	}
+	if !strings.Contains(he.Hint, `subject "repo:octo/infra:environment:prod"`) || strings.Contains(he.Hint, "refs/heads/main") {
+		t.Errorf("hint = %q, want the token's sub claim", he.Hint)
 	}
 }

@@ -79,7 +79,7 @@ func (r *runner) connectAzure(ctx context.Context) (*azure.Provisioner, error) {
 	}
 	creds := azure.Credentials{
 		ClientID: a.ClientID, TenantID: a.TenantID, SubscriptionID: a.SubscriptionID, ClientSecret: a.ClientSecret,
-		Subject: oidcSubject(g),
+		OIDCAudience: a.OIDCAudience, Subject: oidcSubject(g),
 	}
 	if u, t := g("ACTIONS_ID_TOKEN_REQUEST_URL"), g("ACTIONS_ID_TOKEN_REQUEST_TOKEN"); u != "" && t != "" {
 		creds.OIDC = &azure.OIDCSource{RequestURL: u, RequestToken: t}

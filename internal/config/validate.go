@@ -90,6 +90,7 @@ type Azure struct {
 	ClientSecret   string // secret
 	Environment    string
 	ARMEndpoint    string
+	OIDCAudience   string // "" means the cloud's default
 }
 
 // Parse validates raw inputs into a Config. It reports every invalid input at
@@ -120,6 +121,7 @@ func Parse(in Inputs) (Config, error) {
 			ClientSecret:   in.AzureSecret,
 			Environment:    in.AzureEnvironment,
 			ARMEndpoint:    strings.TrimRight(strings.TrimSpace(in.ARMEndpoint), "/"),
+			OIDCAudience:   strings.TrimSpace(in.AzureOIDCAudience),
 		},
 	}
 	var err error
@@ -180,6 +182,7 @@ func Parse(in Inputs) (Config, error) {
 		check(&FieldError{Input: "azure-subscription-id", Rule: "required for " + c.Command.String() + ": the subscription to create the VM in (or set AZURE_SUBSCRIPTION_ID)"})
 	}
 	check(checkEnvironment(c.Azure.Environment, c.Azure.ARMEndpoint))
+	check(checkAudience(c.Azure.OIDCAudience))
 	c.SSHTimeout, err = parseTimeout("ssh-timeout", in.SSHTimeout)
 	check(err)
 	c.InstallTimeout, err = parseTimeout("install-timeout", in.InstallTimeout)
@@ -515,6 +518,19 @@ func checkEnvironment(env, endpoint string) error {
 		if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil {
 			return &FieldError{Input: "arm-endpoint", Value: endpoint, Rule: "must be an https URL such as https://management.local.azurestack.external"}
 		}
+	}
+	return nil
+}
+
+// checkAudience applies Entra ID's rule for a federated credential's audience: one value of at
+// most 600 characters (Microsoft Learn, "Configure an application to trust an external identity
+// provider").
+func checkAudience(s string) error {
+	if s == "" {
+		return nil
+	}
+	if len(s) > 600 || strings.ContainsAny(s, " \t\r\n,") {
+		return &FieldError{Input: "azure-oidc-audience", Value: abbreviate(s), Rule: "must be one audience of at most 600 characters without spaces or commas, for example api://AzureADTokenExchange"}
 	}
 	return nil
 }

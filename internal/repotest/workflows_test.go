@@ -130,6 +130,16 @@ var fromRepoSettings = map[string]string{
 	"azure-subscription-id": "AZURE_SUBSCRIPTION_ID",
 }
 
+// fromRepoVariables are inputs deploy.yml takes from the repository's
+// variables only, never from an input: the cloud's endpoints decide where the
+// Azure credential is sent, so whoever may dispatch the workflow must not
+// choose them (issue 16).
+var fromRepoVariables = map[string]string{
+	"azure-environment":   "AZURE_ENVIRONMENT",
+	"arm-endpoint":        "ARM_ENDPOINT",
+	"azure-oidc-audience": "AZURE_OIDC_AUDIENCE",
+}
+
 var secretRefRE = regexp.MustCompile(`^\$\{\{\s*secrets\.([A-Za-z0-9_]+)\s*\}\}$`)
 
 func deployWorkflowProblems(src string, defs []config.Input, outs []config.Output) []string {
@@ -164,7 +174,7 @@ func deployWorkflowProblems(src string, defs []config.Input, outs []config.Outpu
 	type in struct{ Default string }
 	want := map[string]in{"correlation-id": {}}
 	for _, d := range defs {
-		if !d.Secret && fromRepoSettings[d.Name] == "" {
+		if !d.Secret && fromRepoSettings[d.Name] == "" && fromRepoVariables[d.Name] == "" {
 			want[d.Name] = in{d.Default}
 		}
 	}
@@ -241,6 +251,10 @@ func deployWorkflowProblems(src string, defs []config.Input, outs []config.Outpu
 			if _, ok := w.On.WorkflowCall.Secrets[m[1]]; !ok {
 				add("with.%s uses secrets.%s, which workflow_call.secrets does not declare", d.Name, m[1])
 			}
+		case fromRepoVariables[d.Name] != "":
+			if want := "${{ vars." + fromRepoVariables[d.Name] + " }}"; v != want {
+				add("with.%s = %q: want exactly %q, a repository variable (an input would let whoever dispatches choose where the Azure token goes)", d.Name, v, want)
+			}
 		case fromRepoSettings[d.Name] != "":
 			if !strings.Contains(v, "secrets."+fromRepoSettings[d.Name]) || !strings.Contains(v, "vars."+fromRepoSettings[d.Name]) {
 				add("with.%s = %q: want the repository's secrets.%[3]s or vars.%[3]s", d.Name, v, fromRepoSettings[d.Name])
@@ -315,6 +329,8 @@ func TestDeployWorkflowChecksCanFail(t *testing.T) {
 		{"one group for all VMs", mustReplace(t, src, "group: deploy-${{ inputs.vm-name }}", "group: deploy"), defs, outs, "not per VM"},
 		{"no correlation id", mustReplace(t, src, "run-name: deploy ${{ inputs.vm-name }} [${{ inputs.correlation-id }}]", "run-name: deploy ${{ inputs.vm-name }}"), defs, outs, "inputs.correlation-id"},
 		{"no OIDC", mustReplace(t, src, "  id-token: write\n", ""), defs, outs, "permissions"},
+		{"arm-endpoint from an input", mustReplace(t, src, "arm-endpoint: ${{ vars.ARM_ENDPOINT }}", "arm-endpoint: ${{ inputs.arm-endpoint || vars.ARM_ENDPOINT }}"), defs, outs, "with.arm-endpoint"},
+		{"azure-environment as a dispatch input", mustReplace(t, src, "  workflow_dispatch:\n    inputs:\n", "  workflow_dispatch:\n    inputs:\n      azure-environment:\n        type: string\n        required: false\n"), defs, outs, "azure-environment"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
