@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/ssh"
 
@@ -175,6 +177,11 @@ func Parse(in Inputs) (Config, error) {
 	check(err)
 	c.Target, err = parseTarget(in, c.Command)
 	check(err)
+	if c.Command == Deploy {
+		// deploy hands these keys to Azure as the VM user's: refuse what
+		// Azure would refuse before anything is created.
+		check(checkAzureAdminKeys("ssh-public-keys", c.SSHPublicKeys))
+	}
 	check(checkGUID("azure-client-id", c.Azure.ClientID))
 	check(checkTenant(c.Azure.TenantID))
 	check(checkGUID("azure-subscription-id", c.Azure.SubscriptionID))
@@ -221,21 +228,15 @@ func parseTarget(in Inputs, cmd Command) (*Target, error) {
 	if cmd != Install && cmd != Plan {
 		errs = append(errs, &FieldError{Input: "target-host", Value: host, Rule: "only used with command install (or plan): deploy creates an Azure VM"})
 	}
-	t := &Target{Host: host, Port: 22, User: in.TargetUser}
-	if h, p, err := net.SplitHostPort(host); err == nil {
-		port, perr := strconv.Atoi(p)
-		if perr != nil || port < 1 || port > 65535 {
-			errs = append(errs, &FieldError{Input: "target-host", Value: host, Rule: "the port must be a number from 1 to 65535"})
-		}
-		t.Host, t.Port = h, port
-	}
-	if t.Host == "" || strings.ContainsAny(t.Host, " /@") {
-		errs = append(errs, &FieldError{Input: "target-host", Value: host, Rule: "must be a host name or IP address, optionally with :port (user names go in target-user)"})
+	t := &Target{User: in.TargetUser}
+	var err error
+	if t.Host, t.Port, err = parseHostPort("target-host", host); err != nil {
+		errs = append(errs, err)
 	}
 	if strings.TrimSpace(in.TargetHostKey) == "" {
 		errs = append(errs, &FieldError{Input: "target-host-key", Rule: "required with target-host: the only way to know it is the right host; read it on the host (cat /etc/ssh/ssh_host_ed25519_key.pub) or from your provider's console"})
-	} else if k, err := parseHostKey(in.TargetHostKey); err != nil {
-		errs = append(errs, &FieldError{Input: "target-host-key", Value: abbreviate(in.TargetHostKey), Rule: "must be a known_hosts line or a public key such as \"ssh-ed25519 AAAA...\""})
+	} else if k, err := parseHostKey("target-host-key", in.TargetHostKey); err != nil {
+		errs = append(errs, err)
 	} else {
 		t.HostKey = k
 	}
@@ -252,19 +253,58 @@ func parseTarget(in Inputs, cmd Command) (*Target, error) {
 	return t, errors.Join(errs...)
 }
 
-// parseHostKey reads an authorized_keys or known_hosts line. It mirrors
-// sshx.ParseHostKey on purpose: config is linked by the bot, which must not
-// link the SSH client (cmd/bot's deps test).
-func parseHostKey(s string) (ssh.PublicKey, error) {
-	s = strings.TrimSpace(s)
-	if k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(s)); err == nil {
-		return k, nil
+// parseHostPort reads "address" or "address:port": an IPv4 address, an
+// IPv6 address (in brackets when a port follows), or a DNS name of RFC 1123
+// labels, and nothing else. The value reaches the log, the ssh-command
+// output and ssh's command line, so a newline, a space, "$(...)" or a
+// leading '-' must never pass.
+func parseHostPort(input, s string) (string, int, error) {
+	host, port := s, 22
+	if h, p, err := net.SplitHostPort(s); err == nil {
+		n, perr := strconv.Atoi(p)
+		if perr != nil || n < 1 || n > 65535 || p != strconv.Itoa(n) {
+			return "", 0, &FieldError{Input: input, Value: s, Rule: "the port must be a number from 1 to 65535"}
+		}
+		host, port = h, n
+	} else if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
+		host = s[1 : len(s)-1] // "[2001:db8::1]" without a port
+		if !strings.Contains(host, ":") {
+			host = "" // brackets are for IPv6 addresses only
+		}
 	}
-	_, _, k, _, _, err := ssh.ParseKnownHosts([]byte(s))
-	return k, err
+	if net.ParseIP(host) != nil {
+		return host, port, nil
+	}
+	if isDNSName(host) {
+		return host, port, nil
+	}
+	rule := "must be an IP address or a DNS host name (letters, digits, '-' and '.'), optionally with :port; an IPv6 address with a port goes in brackets, [2001:db8::1]:2222"
+	if strings.Contains(host, "@") {
+		rule += " (user names go in target-user)"
+	}
+	return "", 0, &FieldError{Input: input, Value: s, Rule: rule}
+}
+
+// isDNSName applies RFC 1123's host name rule: at most 253 characters of
+// dot-separated labels, each 1-63 letters, digits and hyphens, not starting
+// or ending with a hyphen. The last label must not be all digits, or the
+// resolver reads the name as an IPv4 address in inet_aton's shorthand
+// ("10.1" is 10.0.0.1).
+func isDNSName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	labels := strings.Split(s, ".")
+	for _, l := range labels {
+		if !dnsLabelRE.MatchString(l) {
+			return false
+		}
+	}
+	return strings.Trim(labels[len(labels)-1], "0123456789") != ""
 }
 
 var (
+	dnsLabelRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
 	vmNameRE   = regexp.MustCompile(`^[a-z][a-z0-9-]{1,61}[a-z0-9]$`)
 	rgRE       = regexp.MustCompile(`^[-\w._()]{1,90}$`)
 	locationRE = regexp.MustCompile(`^[a-z][a-z0-9]*$`)
@@ -277,7 +317,7 @@ var (
 	clockRE    = regexp.MustCompile(`^([01][0-9]|2[0-3]):[0-5][0-9]$`)
 	guidRE     = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 	domainRE   = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+$`)
-	scpLikeRE  = regexp.MustCompile(`^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s]+$`)
+	scpLikeRE  = regexp.MustCompile(`^([A-Za-z0-9._-]+)@([A-Za-z0-9.-]+):([^\s]+)$`)
 )
 
 // CheckVMName checks the VM name, which is also the host name and DNS label.
@@ -370,34 +410,6 @@ func CheckUserName(s string) error {
 	return nil
 }
 
-// ParseAuthorizedKeys parses one authorized_keys line per line; blank lines
-// and # comments are skipped. The lines come back normalised.
-func ParseAuthorizedKeys(input, s string) ([]string, error) {
-	if strings.Contains(s, "PRIVATE KEY") {
-		// Never echo any line of it: this is a secret pasted in the wrong place.
-		return nil, &FieldError{Input: input, Secret: true, Rule: "contains a private key; give the public half (the .pub file) here and rotate the private key, it may have been exposed"}
-	}
-	var keys []string
-	var errs []error
-	for i, line := range strings.Split(strings.ReplaceAll(s, "\r\n", "\n"), "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		k, comment, _, _, err := ssh.ParseAuthorizedKey([]byte(line))
-		if err != nil {
-			errs = append(errs, &FieldError{Input: fmt.Sprintf("%s line %d", input, i+1), Value: abbreviate(line), Rule: "must be an authorized_keys line such as \"ssh-ed25519 AAAA... me@laptop\" (a public key, not a private one)"})
-			continue
-		}
-		norm := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k)))
-		if comment != "" {
-			norm += " " + comment
-		}
-		keys = append(keys, norm)
-	}
-	return keys, errors.Join(errs...)
-}
-
 // ParsePrivateKey parses an OpenSSH/PEM private key without a passphrase,
 // tolerating CRLF line endings (keys pasted on Windows). The error never
 // contains the key.
@@ -427,20 +439,71 @@ func CheckChannel(s string) error {
 	return nil
 }
 
+// checkGitURL accepts the git URLs the VM clones config-repo from: scp-like
+// (git@github.com:OWNER/REPO.git), ssh://, git:// and https://. It refuses
+// credentials in the URL: the value is printed in the plan, the summary and
+// the log, and it is on the VM's command line. And it refuses a leading '-',
+// which git would read as an option (the clone also passes it after "--").
 func checkGitURL(s string) error {
-	if scpLikeRE.MatchString(s) {
-		return nil
+	if strings.HasPrefix(s, "-") {
+		return &FieldError{Input: "config-repo", Value: s, Rule: "must not start with '-' (git would read it as an option); give a git URL such as git@github.com:OWNER/REPO.git"}
 	}
-	u, err := url.Parse(s)
-	if err == nil && (u.Scheme == "https" || u.Scheme == "ssh" || u.Scheme == "git") && u.Host != "" && u.Path != "" {
-		if u.User != nil {
-			if _, hasPassword := u.User.Password(); hasPassword {
-				return &FieldError{Input: "config-repo", Value: u.Redacted(), Rule: "must not carry a password; use github-ssh-key for a private repository"}
-			}
+	if strings.IndexFunc(s, unicode.IsControl) >= 0 || !utf8.ValidString(s) {
+		return &FieldError{Input: "config-repo", Value: redactURL(s), Rule: "must not contain control characters or bytes that are not UTF-8"}
+	}
+	if m := scpLikeRE.FindStringSubmatch(s); m != nil {
+		if strings.HasPrefix(m[2], "-") {
+			return &FieldError{Input: "config-repo", Value: s, Rule: "the host must not start with '-' (ssh would read it as an option)"}
 		}
 		return nil
 	}
-	return &FieldError{Input: "config-repo", Value: s, Rule: "must be a git URL: git@github.com:OWNER/REPO.git, ssh://... or https://..."}
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || u.Path == "" || strings.HasPrefix(u.Host, "-") {
+		return &FieldError{Input: "config-repo", Value: redactURL(s), Rule: "must be a git URL: git@github.com:OWNER/REPO.git, ssh://... or https://..."}
+	}
+	switch u.Scheme {
+	case "ssh":
+		if u.User != nil {
+			if strings.HasPrefix(u.User.Username(), "-") {
+				return &FieldError{Input: "config-repo", Value: redactURL(s), Rule: "the user must not start with '-' (ssh would read it as an option)"}
+			}
+			if _, hasPassword := u.User.Password(); hasPassword {
+				return &FieldError{Input: "config-repo", Value: redactURL(s), Rule: "must not carry a password; use github-ssh-key for a private repository"}
+			}
+		}
+		return nil
+	case "https", "git":
+		if u.User != nil {
+			// https://TOKEN@github.com/... is how tokens get pasted: the user
+			// part alone may be the secret, so none of it is shown.
+			return &FieldError{Input: "config-repo", Value: redactURL(s), Rule: "must not carry a user name, token or password (it would be printed in the plan, the log and on the VM's command line); for a private repository use an ssh URL with github-ssh-key"}
+		}
+		if u.RawQuery != "" || u.Fragment != "" || strings.ContainsAny(s, "?#") {
+			return &FieldError{Input: "config-repo", Value: redactURL(s), Rule: "must not have a query (?...) or fragment (#...); for a private repository use an ssh URL with github-ssh-key"}
+		}
+		return nil
+	}
+	return &FieldError{Input: "config-repo", Value: redactURL(s), Rule: "must be a git URL: git@github.com:OWNER/REPO.git, ssh://... or https://..."}
+}
+
+// redactURL shows a URL without anything between "://" and the last '@'
+// of its authority, and without its query: the parts where credentials go.
+func redactURL(s string) string {
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		return s
+	}
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	if at := strings.LastIndex(rest[:end], "@"); at >= 0 {
+		rest = "***" + rest[at:]
+	}
+	if q := strings.IndexAny(rest, "?#"); q >= 0 {
+		rest = rest[:q] + "?***"
+	}
+	return scheme + "://" + rest
 }
 
 func checkFlakeAttr(s string) error {

@@ -145,7 +145,7 @@ func TestRules(t *testing.T) {
 
 		{"repo scp", "config-repo", "git@github.com:me/nix-config.git", nil, ""},
 		{"repo https", "config-repo", "https://github.com/me/nix-config", nil, ""},
-		{"repo password", "config-repo", "https://me:hunter2@github.com/me/x", nil, "must not carry a password"},
+		{"repo password", "config-repo", "https://me:hunter2@github.com/me/x", nil, "must not carry a user name, token or password"},
 		{"repo junk", "config-repo", "nix-config", nil, "must be a git URL"},
 
 		{"attr ok", "config-flake-attr", "my-host", nil, ""},

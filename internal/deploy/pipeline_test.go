@@ -187,7 +187,7 @@ func TestDeploySuccessWithFinalize(t *testing.T) {
 	for _, want := range []string{
 		"nix-channel --add https://nixos.org/channels/nixos-26.05 nixos && nix-channel --update",
 		"install -m 0600 -- /dev/stdin /home/nixos/.ssh/github",
-		"runuser -u nixos -- git clone git@github.com:me/cfg.git /home/nixos/nix-config",
+		"runuser -u nixos -- git clone -- git@github.com:me/cfg.git /home/nixos/nix-config",
 		"nixos-rebuild switch --flake '/home/nixos/nix-config#az-nixos'",
 	} {
 		if !strings.Contains(cmds, want) {

@@ -145,7 +145,7 @@ func startVM(t *testing.T, o vmOptions) *testVM {
 	srv.AddExecutable("runuser", "#!/bin/sh\n# runuser -u USER -- CMD...: run CMD as this user instead\nshift 3\nexec \"$@\"\n")
 	srv.AddExecutable("chown", "#!/bin/sh\nexit 0\n")
 	srv.AddExecutable("nix-channel", "#!/bin/sh\necho \"unpacking channels...\"\n")
-	srv.AddExecutable("git", "#!/bin/sh\nif [ \"$1\" = clone ]; then mkdir -p \"$3/.git\"; echo \"Cloning into '$3'...\"; fi\n")
+	srv.AddExecutable("git", "#!/bin/sh\n# git clone [<options>] [--] <repo> [<dir>] (git-clone(1))\nif [ \"$1\" = clone ]; then shift; [ \"$1\" = -- ] && shift; mkdir -p \"$2/.git\"; echo \"Cloning into '$2'...\"; fi\n")
 	srv.AddExecutable("nixos-rebuild", "#!/bin/sh\necho \"building the system configuration...\"\n")
 	if o.secureBoot {
 		srv.AddExecutable("mokutil", "#!/bin/sh\necho 'SecureBoot enabled'\n")

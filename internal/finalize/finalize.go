@@ -69,11 +69,13 @@ func Steps(cfg config.Config) []Step {
 	steps = append(steps,
 		Step{Name: "pin github.com's published host keys", Upload: &Upload{Path: home + "/.ssh/known_hosts", Mode: 0o644, Owner: user,
 			Data: []byte(strings.Join(GitHubKnownHosts, "\n") + "\n")}},
+		// "--" ends git's options: config-repo is checked not to start
+		// with '-', and this makes it hold whatever the check misses.
 		Step{Name: "clone the configuration (or fetch it)", Command: fmt.Sprintf("if [ -d %s ]; then %s && %s; else %s; fi",
 			sshx.Quote(dir+"/.git"),
 			asUser("git", "-C", dir, "fetch", "--prune", "origin"),
 			asUser("git", "-C", dir, "reset", "--hard", "@{upstream}"),
-			asUser("git", "clone", cfg.ConfigRepo, dir))},
+			asUser("git", "clone", "--", cfg.ConfigRepo, dir))},
 		Step{Name: "nixos-rebuild switch", Command: sshx.Quote("nixos-rebuild", "switch", "--flake", dir+"#"+cfg.ConfigFlakeAttr)},
 	)
 	return steps

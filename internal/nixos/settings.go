@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 )
 
 // Settings is settings.json, the only per-deployment part of the flake.
@@ -38,7 +39,10 @@ var (
 	// characters udev uses in /dev/disk/by-id names are allowed.
 	diskDeviceRE = regexp.MustCompile(`^/dev/[A-Za-z0-9._:+@/-]+$`)
 	channelRE    = regexp.MustCompile(`^nixos-(unstable|[0-9]{2}\.[0-9]{2})(-small)?$`)
-	keyTypeRE    = regexp.MustCompile(`^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com) [A-Za-z0-9+/=]+( [^\r\n]*)?$`)
+	// The comment may hold anything but control characters (a tab aside):
+	// a CR or NUL in settings.json is a line break or an error on the Nix
+	// side, and config.ParseAuthorizedKeys refuses the same.
+	keyTypeRE = regexp.MustCompile(`^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com) [A-Za-z0-9+/=]+( [^\x00-\x08\x0a-\x1f\x7f]*)?$`)
 )
 
 // Validate reports every field that nix-config cannot use, one error each.
@@ -67,7 +71,8 @@ func (s Settings) Validate() error {
 func validateKeys(what string, keys []string) []error {
 	var errs []error
 	for i, k := range keys {
-		if !keyTypeRE.MatchString(k) {
+		// Invalid UTF-8 would reach settings.json as U+FFFD: another comment.
+		if !keyTypeRE.MatchString(k) || !utf8.ValidString(k) {
 			// Not echoed: a value that is not a public key may be a pasted private one.
 			errs = append(errs, fmt.Errorf("%s %d of %d: not an OpenSSH public key line such as %q", what, i+1, len(keys), "ssh-ed25519 AAAA... comment"))
 		}

@@ -82,8 +82,8 @@ func TestDeployRerunDestroy(t *testing.T) {
 			"nix-channel --update",
 			"runuser -u nixos -- mkdir -p -m 0700 /home/nixos/.ssh",
 			"chown nixos: /home/nixos/.ssh/known_hosts",
-			"runuser -u nixos -- git clone https://github.com/me/cfg /home/nixos/nix-config",
-			"git clone https://github.com/me/cfg /home/nixos/nix-config",
+			"runuser -u nixos -- git clone -- https://github.com/me/cfg /home/nixos/nix-config",
+			"git clone -- https://github.com/me/cfg /home/nixos/nix-config",
 			"nixos-rebuild switch --flake /home/nixos/nix-config#e2e-life",
 		}
 		if d := cmp.Diff(wantCalls, vm.Calls()); d != "" {

@@ -527,7 +527,7 @@ func vmTools(log string) map[string]string {
 		"chown":         "#!/bin/sh\n" + rec,
 		"nix-channel":   "#!/bin/sh\n" + rec + "echo 'unpacking channels...'\n",
 		"nixos-rebuild": "#!/bin/sh\n" + rec + "echo 'building the system configuration...'\necho 'activating the configuration...'\n",
-		"git":           "#!/bin/sh\n" + rec + "if [ \"$1\" = clone ]; then mkdir -p \"$3/.git\"; echo \"Cloning into '$3'...\"; fi\n",
+		"git":           "#!/bin/sh\n" + rec + "# git clone [<options>] [--] <repo> [<dir>] (git-clone(1))\nif [ \"$1\" = clone ]; then shift; [ \"$1\" = -- ] && shift; mkdir -p \"$2/.git\"; echo \"Cloning into '$2'...\"; fi\n",
 	}
 }
 
