@@ -59,7 +59,9 @@ func Run(ctx context.Context, env Env) int {
 		sink report.Sink
 	)
 	if actionMode {
-		sink = report.NewActions(env.Getenv, env.Stdout)
+		a := report.NewActions(env.Getenv, env.Stdout)
+		defer a.Close() // the step's log ends with workflow commands on
+		sink = a
 		in, err = config.ReadAction(ctx, env.Getenv)
 	} else {
 		sink = report.NewTerminal(env.Stderr)

@@ -235,7 +235,7 @@ func (s *state) stageInstall(ctx context.Context) (string, error) {
 	}
 	if r, ok := inst.(*nixos.Runner); ok {
 		r.Timeout = s.cfg.InstallTimeout
-		r.Line = func(l string) { s.sink.Infof("%s", l) }
+		r.Line = s.sink.Stream // the VM and nixos-anywhere wrote it: no workflow commands
 		// Each "### phase ###" gets its own log group (GitHub's groups do
 		// not nest, so the stage's group gives way to the phases').
 		r.Phase = func(p string) {
@@ -280,7 +280,7 @@ func (s *state) stageVerify(ctx context.Context) (string, error) {
 
 func (s *state) stageFinalize(ctx context.Context) (string, error) {
 	steps := finalize.Steps(s.cfg)
-	log := sshx.WithLog(func(_ string, line string) { s.sink.Infof("  %s", line) })
+	log := sshx.WithLog(func(_ string, line string) { s.sink.Stream("  " + line) })
 	for i, st := range steps {
 		s.sink.Infof("(%d/%d) %s", i+1, len(steps), st.Name)
 		if err := s.runStep(ctx, st, log); err != nil {

@@ -69,6 +69,10 @@ type vmOptions struct {
 	// hostKeyOverride boots the VM with another host key than the one in
 	// the custom data: a wrong address or a machine in the middle.
 	hostKeyOverride []byte
+	// osRelease replaces the Ubuntu /etc/os-release; executables add or
+	// replace remote commands (name to script): a hostile VM.
+	osRelease   string
+	executables map[string]string
 }
 
 func startVM(t *testing.T, o vmOptions) *testVM {
@@ -80,6 +84,9 @@ func startVM(t *testing.T, o vmOptions) *testVM {
 		}
 	}
 	rel := ubuntuOSRelease
+	if o.osRelease != "" {
+		rel = o.osRelease
+	}
 	if o.nixos {
 		rel = "NAME=NixOS\nID=nixos\nVERSION_ID=\"26.05\"\n"
 	}
@@ -149,6 +156,9 @@ func startVM(t *testing.T, o vmOptions) *testVM {
 	srv.AddExecutable("nixos-rebuild", "#!/bin/sh\necho \"building the system configuration...\"\n")
 	if o.secureBoot {
 		srv.AddExecutable("mokutil", "#!/bin/sh\necho 'SecureBoot enabled'\n")
+	}
+	for name, script := range o.executables {
+		srv.AddExecutable(name, script)
 	}
 	if o.failCmd != "" {
 		srv.AddExecutable(o.failCmd, "#!/bin/sh\necho \""+o.failCmd+": something went wrong\" >&2\nexit 1\n")
