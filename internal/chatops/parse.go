@@ -150,7 +150,7 @@ func Parse(body string) Result {
 	// Other bots share the slash namespace (/assign, /lgtm, /cc): a command
 	// that is nowhere near ours is not for us. A near miss is.
 	if best := config.Closest(name, commands); best != "" {
-		return replyf("Unknown command `/%s`; did you mean `/%s`?", name, best)
+		return replyf("Unknown command %s; did you mean `/%s`?", code("/"+name), best)
 	}
 	return Ignore{}
 }
@@ -163,7 +163,7 @@ func parseVMOnly(k Kind, args []string, required bool) Result {
 	c := Defaults(k)
 	for _, a := range args {
 		if strings.HasPrefix(a, "-") && len(a) > 1 {
-			return replyf("`/%s` takes no flags (got `%s`).", k, a)
+			return replyf("`/%s` takes no flags (got %s).", k, code(a))
 		}
 	}
 	switch {
@@ -173,7 +173,7 @@ func parseVMOnly(k Kind, args []string, required bool) Result {
 		return replyf("`/%s` needs a VM name, for example `/%s az-nixos`.", k, k)
 	case len(args) == 1:
 		if err := config.CheckVMName(args[0]); err != nil {
-			return replyf("%v.", err)
+			return invalid(err)
 		}
 		c.VM = args[0]
 	}
@@ -197,7 +197,7 @@ func parseDeploy(args []string) Result {
 		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
 		f, ok := lookupFlag(name)
 		if !ok {
-			return replyf("Unknown flag `%s` for `/deploy`%s.", a, flagHint(name))
+			return replyf("Unknown flag %s for `/deploy`%s.", code(a), flagHint(name))
 		}
 		if seen[f.name] {
 			return replyf("Flag `--%s` is given twice.", f.name)
@@ -209,7 +209,7 @@ func parseDeploy(args []string) Result {
 		case f.isBool:
 			value = strings.ToLower(value)
 			if value != "true" && value != "false" {
-				return replyf("`--%s` takes no value (or `=true`/`=false`), got `%s`.", f.name, value)
+				return replyf("`--%s` takes no value (or `=true`/`=false`), got %s.", f.name, code(value))
 			}
 		case !hasValue:
 			if i+1 >= len(args) {
@@ -220,7 +220,7 @@ func parseDeploy(args []string) Result {
 		}
 		if f.check != nil {
 			if err := f.check(value); err != nil {
-				return replyf("%v.", err)
+				return invalid(err)
 			}
 		}
 		f.set(&c, value)
@@ -233,7 +233,7 @@ func parseDeploy(args []string) Result {
 		return replyf("`/deploy` takes one VM name, got %d: %s.", len(positional), quoteAll(positional))
 	}
 	if err := config.CheckVMName(positional[0]); err != nil {
-		return replyf("%v.", err)
+		return invalid(err)
 	}
 	c.VM = positional[0]
 	return c
@@ -262,9 +262,46 @@ func flagHint(name string) string {
 func quoteAll(ss []string) string {
 	q := make([]string, len(ss))
 	for i, s := range ss {
-		q[i] = "`" + s + "`"
+		q[i] = code(s)
 	}
 	return strings.Join(q, ", ")
+}
+
+// code renders text from the comment as a Markdown code span that the text
+// cannot end, so nothing in it is markup: no @mention (GitHub notifies
+// mentioned users and teams, but not inside code spans), no HTML, no link.
+// CommonMark: a code span ends at the next backtick string of the same
+// length, so the fence is one backtick longer than the longest run inside;
+// content that starts or ends with a backtick (or is blank) gets a space on
+// both sides, which the renderer strips again.
+func code(s string) string {
+	longest, run := 0, 0
+	for _, r := range s {
+		if r == '`' {
+			run++
+			longest = max(longest, run)
+		} else {
+			run = 0
+		}
+	}
+	fence := strings.Repeat("`", longest+1)
+	if strings.HasPrefix(s, "`") || strings.HasSuffix(s, "`") || strings.TrimSpace(s) == "" {
+		s = " " + s + " "
+	}
+	return fence + s + fence
+}
+
+// invalid replies to a value the action's rules refuse: the input and the
+// rule are ours, the value is the commenter's and goes in a code span.
+func invalid(err error) Reply {
+	var fe *config.FieldError
+	if !errors.As(err, &fe) {
+		return replyf("%v.", err)
+	}
+	if fe.Value == "" || fe.Secret {
+		return replyf("%s: %s.", fe.Input, fe.Rule)
+	}
+	return replyf("%s %s: %s.", fe.Input, code(fe.Value), fe.Rule)
 }
 
 // split breaks a line into words the way a POSIX shell would for quoting:

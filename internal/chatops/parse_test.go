@@ -6,6 +6,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/config"
 )
 
 func deploy(vm string, mod func(*Command)) Command {
@@ -72,11 +74,11 @@ func TestParseReplies(t *testing.T) {
 		{"flag without value", "/deploy az-nixos --size", "Flag `--size` needs a value."},
 		{"flag twice", "/deploy az-nixos -l uksouth --location westeurope", "Flag `--location` is given twice."},
 		{"bad bool", "/deploy az-nixos --dry-run=maybe", "`--dry-run` takes no value (or `=true`/`=false`), got `maybe`."},
-		{"invalid vm name", "/deploy Az_Nixos!", `vm-name "Az_Nixos!": must be 3-63 characters`},
-		{"location near miss", "/deploy az-nixos --location 'UK South'", `location "UK South": must be the region's lower-case name without spaces; did you mean "uksouth"?`},
-		{"small size", "/deploy az-nixos --size Standard_B1s", `size "Standard_B1s": has 1 GB of memory`},
-		{"bad image", "/deploy az-nixos --image ubuntu", `image "ubuntu": must be an image URN`},
-		{"bad channel", "/deploy az-nixos --channel nixos-26.04", `nix-channel "nixos-26.04": must be nixos-YY.MM`},
+		{"invalid vm name", "/deploy Az_Nixos!", "vm-name `Az_Nixos!`: must be 3-63 characters"},
+		{"location near miss", "/deploy az-nixos --location 'UK South'", "location `UK South`: must be the region's lower-case name without spaces; did you mean \"uksouth\"?"},
+		{"small size", "/deploy az-nixos --size Standard_B1s", "size `Standard_B1s`: has 1 GB of memory"},
+		{"bad image", "/deploy az-nixos --image ubuntu", "image `ubuntu`: must be an image URN"},
+		{"bad channel", "/deploy az-nixos --channel nixos-26.04", "nix-channel `nixos-26.04`: must be nixos-YY.MM"},
 		{"unclosed quote", "/deploy 'az-nixos", "a quote is not closed."},
 		{"lone backslash", `/deploy az-nixos \`, "the line ends with a lone backslash."},
 		{"destroy without vm", "/destroy", "`/destroy` needs a VM name, for example `/destroy az-nixos`."},
@@ -121,21 +123,24 @@ func TestDefaultsAreValid(t *testing.T) {
 	}
 }
 
+// FuzzParse: whatever a comment says, Parse returns one of its three
+// results; a command's values pass the action's own input rules; and a reply,
+// which the bot posts as a comment, carries nothing of the comment outside a
+// code span: no @mention (GitHub notifies the mentioned users and teams), no
+// HTML, no link or image. Seeds: testdata/fuzz/FuzzParse.
 func FuzzParse(f *testing.F) {
-	for _, s := range []string{
-		"/deploy az-nixos", "/deploy az-nixos --location uksouth --size Standard_B4ms --dry-run",
-		"/destroy az-nixos", "/status", "/help", "/deploy 'a b' \"c\\\"d\" e\\ f", "/deploy --", "/deploy -",
-		"/deploy --=x", "/deploy ---", "/deploy '", `/deploy "\`, "/\x00\xff", "/deploy az-nixos --image=::::",
-		"/deploy az-nixos\n/destroy az-nixos", "/déploy", "\r\n/deploy", "/deploy --dry-run=",
-	} {
-		f.Add(s)
-	}
 	f.Fuzz(func(t *testing.T, body string) {
 		switch r := Parse(body).(type) {
 		case Ignore:
 		case Reply:
 			if r.Text == "" {
 				t.Fatalf("Parse(%q): empty reply", body)
+			}
+			outside := stripCodeSpans(r.Text)
+			for _, bad := range []string{"@", "<", "](", "!["} {
+				if strings.Contains(outside, bad) {
+					t.Fatalf("Parse(%q): reply has %q outside code spans:\n%s", body, bad, r.Text)
+				}
 			}
 		case Command:
 			if r.Kind == Unknown {
@@ -151,8 +156,90 @@ func FuzzParse(f *testing.F) {
 					t.Fatalf("Parse(%q): unsafe value %q in %#v", body, v, r)
 				}
 			}
+			// The bot refuses what the action would refuse.
+			if r.Kind != Help {
+				for _, err := range []error{config.CheckLocation(r.Location), config.CheckSize(r.Size), config.CheckImage(r.Image), config.CheckChannel(r.Channel)} {
+					if err != nil {
+						t.Fatalf("Parse(%q) = %#v, which the action refuses: %v", body, r, err)
+					}
+				}
+			}
+			if r.VM != "" {
+				if err := config.CheckVMName(r.VM); err != nil {
+					t.Fatalf("Parse(%q) = %#v, which the action refuses: %v", body, r, err)
+				}
+			}
 		default:
 			t.Fatalf("Parse(%q) = %#v: not a Result of this package", body, r)
 		}
 	})
+}
+
+// stripCodeSpans removes CommonMark code spans: a backtick string opens one
+// that the next backtick string of the same length closes; one without a
+// match is literal text (spec 0.31, "Code spans").
+func stripCodeSpans(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		if s[i] != '`' {
+			b.WriteByte(s[i])
+			i++
+			continue
+		}
+		n := 0
+		for i+n < len(s) && s[i+n] == '`' {
+			n++
+		}
+		end := -1
+		for j := i + n; j < len(s); {
+			if s[j] != '`' {
+				j++
+				continue
+			}
+			m := 0
+			for j+m < len(s) && s[j+m] == '`' {
+				m++
+			}
+			if m == n {
+				end = j + m
+				break
+			}
+			j += m
+		}
+		if end < 0 {
+			b.WriteString(s[i : i+n])
+			i += n
+			continue
+		}
+		i = end
+	}
+	return b.String()
+}
+
+func TestRepliesKeepCommentTextInCodeSpans(t *testing.T) {
+	t.Parallel()
+	for _, body := range []string{
+		"/deploy @octo-org/admins", "/deploy az-nixos --size '@everyone'", "/destroy @x",
+		"/deploy a b`@x", "/deploy az-nixos --image '<img src=x>'", "/deploy az-nixos --zzz=`x`@y",
+		"/deploy az-nixos --dry-run='[a](https://evil.example)'", "/depl@y", "/status a-vm '``@x``'",
+	} {
+		r, ok := Parse(body).(Reply)
+		if !ok {
+			t.Fatalf("Parse(%q) is not a reply", body)
+		}
+		if out := stripCodeSpans(r.Text); strings.ContainsAny(out, "@<") || strings.Contains(out, "](") {
+			t.Errorf("Parse(%q): reply has comment text outside code spans:\n%s", body, r.Text)
+		}
+	}
+}
+
+func TestCodeSpan(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"plain": "`plain`", "a`b": "``a`b``", "`x": "`` `x ``", "x``": "``` x`` ```", "": "`  `", " ": "`   `",
+	} {
+		if got := code(in); got != want {
+			t.Errorf("code(%q) = %q, want %q", in, got, want)
+		}
+	}
 }
