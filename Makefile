@@ -4,9 +4,9 @@ SHELL := /bin/bash
 GO ?= go
 TOOL := $(GO) tool -modfile=tools/go.mod
 
-.PHONY: test deps fmt vet staticcheck unit actionlint nix-parse e2e bench plan
+.PHONY: test deps fmt vet staticcheck unit fuzz-short fuzz actionlint nix-parse e2e bench plan
 
-test: deps fmt vet staticcheck actionlint nix-parse unit
+test: deps fmt vet staticcheck actionlint nix-parse unit fuzz-short
 
 deps:
 	@bash scripts/deps.sh
@@ -22,6 +22,17 @@ staticcheck:
 
 unit:
 	$(GO) test -race -count=1 ./...
+
+# Every Fuzz* function in the module (found by scripts/fuzz.sh), briefly in
+# make test, longer in make fuzz (FUZZTIME=30m make fuzz for a night).
+FUZZTIME_SHORT ?= 10s
+FUZZTIME ?= 5m
+
+fuzz-short:
+	@GO=$(GO) bash scripts/fuzz.sh $(FUZZTIME_SHORT)
+
+fuzz:
+	@GO=$(GO) bash scripts/fuzz.sh $(FUZZTIME)
 
 actionlint:
 	$(TOOL) actionlint -shellcheck="$$(command -v shellcheck)" .github/workflows/*.yml
