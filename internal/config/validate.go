@@ -27,9 +27,23 @@ const (
 	Deploy
 	Destroy
 	Install
+	Switch
 )
 
-var commandNames = map[Command]string{Plan: "plan", Deploy: "deploy", Destroy: "destroy", Install: "install"}
+var commandNames = map[Command]string{Plan: "plan", Deploy: "deploy", Destroy: "destroy", Install: "install", Switch: "switch"}
+
+// commandList is the order the commands are named in messages.
+var commandList = []string{"plan", "deploy", "install", "switch", "destroy"}
+
+// Where switch builds the new system.
+const (
+	BuildLocal  = "local"  // in the action's container, then copied to the VM
+	BuildTarget = "target" // on the VM itself
+)
+
+// WorkspaceRepo is the config-repo value that means the workflow's own
+// checkout (switch only).
+const WorkspaceRepo = "."
 
 func (c Command) String() string {
 	if s, ok := commandNames[c]; ok {
@@ -58,8 +72,9 @@ type Config struct {
 	UserName         string
 	SSHPublicKeys    []string // normalised authorized_keys lines
 	NixChannel       string
-	ConfigRepo       string
+	ConfigRepo       string // a git URL, or WorkspaceRepo
 	ConfigFlakeAttr  string
+	ConfigRef        string // switch: branch, tag or commit; "" is the default branch
 	GitHubSSHKey     []byte // private key, LF line endings; secret
 	DeployKey        []byte // private key for root, LF line endings; secret; nil: generate one
 	AutoShutdown     string // "HH:MM" UTC or ""
@@ -70,6 +85,23 @@ type Config struct {
 	Azure            Azure
 	SSHTimeout       time.Duration
 	InstallTimeout   time.Duration
+	DryRun           bool
+	// Switch holds what only command switch uses; nil for the others.
+	Switch *SwitchConfig
+}
+
+// SwitchConfig is how switch reaches the machine and moves it to the new
+// system.
+type SwitchConfig struct {
+	// User logs in (root, or a user with passwordless sudo) with Key:
+	// target-ssh-key when given, else deploy-key.
+	User string
+	Key  []byte // secret
+	// BuildOn is BuildLocal or BuildTarget.
+	BuildOn string
+	// ConfirmTimeout is how long the VM waits for the confirmation after
+	// activating before it rolls back by itself.
+	ConfirmTimeout time.Duration
 }
 
 // Target is a host that install reaches by address, without Azure.
@@ -147,9 +179,15 @@ func Parse(in Inputs) (Config, error) {
 		check(&FieldError{Input: "ssh-public-keys", Rule: "required for " + c.Command.String() + ": give at least one authorized_keys line (for example the contents of ~/.ssh/id_ed25519.pub), or you could not log in"})
 	}
 	check(CheckChannel(c.NixChannel))
-	if c.ConfigRepo != "" {
+	if c.ConfigRepo == WorkspaceRepo {
+		if c.Command != Switch {
+			check(&FieldError{Input: "config-repo", Value: c.ConfigRepo, Rule: "the workflow's own checkout is only used by switch; deploy and install clone config-repo on the VM, so give its git URL"})
+		}
+	} else if c.ConfigRepo != "" {
 		check(checkGitURL(c.ConfigRepo))
 	}
+	c.ConfigRef = strings.TrimSpace(in.ConfigRef)
+	check(checkConfigRef(c.ConfigRef, c.ConfigRepo, c.Command))
 	if c.ConfigFlakeAttr == "" {
 		c.ConfigFlakeAttr = c.VMName
 	} else {
@@ -182,10 +220,14 @@ func Parse(in Inputs) (Config, error) {
 		// Azure would refuse before anything is created.
 		check(checkAzureAdminKeys("ssh-public-keys", c.SSHPublicKeys))
 	}
+	c.DryRun, err = parseBool("dry-run", in.DryRun)
+	check(err)
+	c.Switch, err = parseSwitch(in, c)
+	check(err)
 	check(checkGUID("azure-client-id", c.Azure.ClientID))
 	check(checkTenant(c.Azure.TenantID))
 	check(checkGUID("azure-subscription-id", c.Azure.SubscriptionID))
-	if c.Azure.SubscriptionID == "" && (c.Command == Deploy || c.Command == Destroy || c.Command == Install && c.Target == nil) {
+	if c.Azure.SubscriptionID == "" && (c.Command == Deploy || c.Command == Destroy || (c.Command == Install || c.Command == Switch) && c.Target == nil) {
 		check(&FieldError{Input: "azure-subscription-id", Rule: "required for " + c.Command.String() + ": the subscription to create the VM in (or set AZURE_SUBSCRIPTION_ID)"})
 	}
 	check(checkEnvironment(c.Azure.Environment, c.Azure.ARMEndpoint))
@@ -200,14 +242,94 @@ func Parse(in Inputs) (Config, error) {
 	return c, nil
 }
 
-// ParseCommand accepts plan, deploy, install and destroy.
+// ParseCommand accepts plan, deploy, install, switch and destroy.
 func ParseCommand(s string) (Command, error) {
 	for c, name := range commandNames {
 		if s == name {
 			return c, nil
 		}
 	}
-	return Unknown, &FieldError{Input: "command", Value: s, Rule: "must be plan, deploy, install or destroy" + didYouMean(s, []string{"plan", "deploy", "install", "destroy"})}
+	return Unknown, &FieldError{Input: "command", Value: s, Rule: "must be plan, deploy, install, switch or destroy" + didYouMean(s, commandList)}
+}
+
+// parseSwitch reads what only switch uses. A new per-run key cannot log in
+// to a running machine, so switch needs a key the machine already accepts.
+func parseSwitch(in Inputs, c Config) (*SwitchConfig, error) {
+	buildOn := strings.TrimSpace(in.BuildOn)
+	var errs []error
+	if buildOn != BuildLocal && buildOn != BuildTarget {
+		errs = append(errs, &FieldError{Input: "build-on", Value: buildOn, Rule: "must be local (build in the action's container) or target (build on the VM)"})
+	}
+	timeout, err := parseTimeout("confirm-timeout", in.ConfirmTimeout)
+	if err == nil && (timeout < 10*time.Second || timeout > time.Hour) {
+		err = &FieldError{Input: "confirm-timeout", Value: in.ConfirmTimeout, Rule: "must be from 10s to 1h: the action needs a new SSH connection to confirm within it"}
+	}
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if c.Command != Switch {
+		return nil, errors.Join(errs...)
+	}
+	if c.ConfigRepo == "" {
+		errs = append(errs, &FieldError{Input: "config-repo", Rule: "required for switch: the flake to switch to, a git URL or . for the workflow's own checkout (the GitOps case)"})
+	}
+	sc := &SwitchConfig{User: strings.TrimSpace(in.TargetUser), BuildOn: buildOn, ConfirmTimeout: timeout}
+	if sc.User == "" {
+		sc.User = "root"
+	}
+	if err := CheckUserName(sc.User); err != nil && sc.User != "root" && c.Target == nil {
+		// With target-host, parseTarget reported it already.
+		errs = append(errs, &FieldError{Input: "target-user", Value: sc.User, Rule: "must be root or a Linux user name"})
+	}
+	switch {
+	case strings.TrimSpace(in.TargetSSHKey) != "":
+		if sc.Key, err = ParsePrivateKey("target-ssh-key", in.TargetSSHKey); err != nil && c.Target == nil {
+			// With target-host, parseTarget reported it already.
+			errs = append(errs, err)
+		}
+	case in.DeployKey != "":
+		sc.Key, _ = ParsePrivateKey("deploy-key", in.DeployKey) // reported by Parse
+		if sc.User != "root" {
+			errs = append(errs, &FieldError{Input: "target-user", Value: sc.User, Rule: "switch logs in with deploy-key as root; give target-ssh-key to log in as another user"})
+		}
+	default:
+		errs = append(errs, &FieldError{Input: "deploy-key", Rule: "switch needs a key the machine accepts: deploy-key (root) or target-ssh-key (target-user, with passwordless sudo); a new key per run could not log in"})
+	}
+	return sc, errors.Join(errs...)
+}
+
+// refComponentRE is one component of a git ref name, as git
+// check-ref-format(1) allows it: no control characters, space, ~ ^ : ? * [
+// or backslash, not starting with '.', not ending with ".lock".
+var refComponentRE = regexp.MustCompile(`^[^\x00-\x20\x7f~^:?*\[\\.][^\x00-\x20\x7f~^:?*\[\\]*$`)
+
+var commitRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
+
+// checkConfigRef applies git's ref name rules (git check-ref-format(1);
+// Nix's fetcher refuses what they refuse, libfetchers/git.cc) or takes a
+// full commit hash, which Nix needs as rev= (a short one is ambiguous).
+func checkConfigRef(ref, repo string, cmd Command) error {
+	if ref == "" {
+		return nil
+	}
+	if cmd != Switch && cmd != Plan {
+		return &FieldError{Input: "config-ref", Value: ref, Rule: "only used with command switch; deploy and install clone config-repo's default branch"}
+	}
+	if repo == WorkspaceRepo || repo == "" {
+		return &FieldError{Input: "config-ref", Value: ref, Rule: "selects a revision of a config-repo URL; with config-repo . the checkout is used as it is (choose the revision with actions/checkout's ref)"}
+	}
+	if commitRE.MatchString(ref) {
+		return nil
+	}
+	ok := !strings.HasPrefix(ref, "-") && !strings.HasSuffix(ref, "/") && !strings.HasSuffix(ref, ".") &&
+		!strings.Contains(ref, "..") && !strings.Contains(ref, "@{") && ref != "@"
+	for _, comp := range strings.Split(ref, "/") {
+		ok = ok && refComponentRE.MatchString(comp) && !strings.HasSuffix(comp, ".lock")
+	}
+	if !ok {
+		return &FieldError{Input: "config-ref", Value: ref, Rule: "must be a branch or tag name (git check-ref-format rules) or a full 40-character commit hash"}
+	}
+	return nil
 }
 
 // parseTarget reads target-host and its companions. There is no way to
@@ -218,6 +340,9 @@ func parseTarget(in Inputs, cmd Command) (*Target, error) {
 	if host == "" {
 		var errs []error
 		for name, v := range map[string]string{"target-host-key": in.TargetHostKey, "target-ssh-key": in.TargetSSHKey} {
+			if name == "target-ssh-key" && cmd == Switch {
+				continue // switch logs in to an Azure VM with it too
+			}
 			if strings.TrimSpace(v) != "" {
 				errs = append(errs, &FieldError{Input: name, Secret: name == "target-ssh-key", Rule: "only used with target-host"})
 			}
@@ -225,8 +350,8 @@ func parseTarget(in Inputs, cmd Command) (*Target, error) {
 		return nil, errors.Join(errs...)
 	}
 	var errs []error
-	if cmd != Install && cmd != Plan {
-		errs = append(errs, &FieldError{Input: "target-host", Value: host, Rule: "only used with command install (or plan): deploy creates an Azure VM"})
+	if cmd != Install && cmd != Switch && cmd != Plan {
+		errs = append(errs, &FieldError{Input: "target-host", Value: host, Rule: "only used with command install or switch (or plan): deploy creates an Azure VM"})
 	}
 	t := &Target{User: in.TargetUser}
 	var err error
@@ -244,7 +369,9 @@ func parseTarget(in Inputs, cmd Command) (*Target, error) {
 		errs = append(errs, &FieldError{Input: "target-user", Value: t.User, Rule: "must be root or a Linux user name"})
 	}
 	if strings.TrimSpace(in.TargetSSHKey) == "" {
-		errs = append(errs, &FieldError{Input: "target-ssh-key", Rule: "required with target-host: the private key target-user logs in with the first time"})
+		if cmd != Switch { // switch may log in with deploy-key
+			errs = append(errs, &FieldError{Input: "target-ssh-key", Rule: "required with target-host: the private key target-user logs in with the first time"})
+		}
 	} else if key, err := ParsePrivateKey("target-ssh-key", in.TargetSSHKey); err != nil {
 		errs = append(errs, err)
 	} else {

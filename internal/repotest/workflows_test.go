@@ -2,6 +2,7 @@ package repotest
 
 import (
 	"fmt"
+	"maps"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -140,6 +141,19 @@ var fromRepoVariables = map[string]string{
 	"azure-oidc-audience": "AZURE_OIDC_AUDIENCE",
 }
 
+// callOnly are inputs only a caller of the reusable workflow passes:
+// GitHub accepts at most 25 workflow_dispatch inputs (changelog
+// 2025-12-04; 10 before, and on GHES releases that predate it), so a manual
+// run or the bot reads these from repository variables instead
+// (inputs.X || vars.NAME), or leaves them to the action's default.
+var callOnly = map[string]string{
+	"build-on":        "BUILD_ON",
+	"confirm-timeout": "CONFIRM_TIMEOUT",
+}
+
+// maxDispatchInputs is GitHub's limit on workflow_dispatch inputs.
+const maxDispatchInputs = 25
+
 var secretRefRE = regexp.MustCompile(`^\$\{\{\s*secrets\.([A-Za-z0-9_]+)\s*\}\}$`)
 
 func deployWorkflowProblems(src string, defs []config.Input, outs []config.Output) []string {
@@ -179,6 +193,16 @@ func deployWorkflowProblems(src string, defs []config.Input, outs []config.Outpu
 		}
 	}
 	check := func(trigger string, inputs map[string]workflowInput, types []string) {
+		want := want
+		if trigger == "workflow_dispatch" {
+			want = maps.Clone(want)
+			for name := range callOnly {
+				delete(want, name)
+			}
+			if len(inputs) > maxDispatchInputs {
+				add("workflow_dispatch has %d inputs; GitHub refuses more than %d (move rarely set ones to callOnly)", len(inputs), maxDispatchInputs)
+			}
+		}
 		got := map[string]in{}
 		for name, i := range inputs {
 			def := ""
@@ -261,6 +285,8 @@ func deployWorkflowProblems(src string, defs []config.Input, outs []config.Outpu
 			}
 		case !strings.Contains(v, "inputs."+d.Name):
 			add("with.%s = %q does not pass inputs.%s", d.Name, v, d.Name)
+		case callOnly[d.Name] != "" && !strings.Contains(v, "vars."+callOnly[d.Name]):
+			add("with.%s = %q: a manual run has no such input; want inputs.%s || vars.%s", d.Name, v, d.Name, callOnly[d.Name])
 		}
 	}
 	if d := cmp.Diff(wantWith, gotWith); d != "" {
@@ -331,6 +357,8 @@ func TestDeployWorkflowChecksCanFail(t *testing.T) {
 		{"no OIDC", mustReplace(t, src, "  id-token: write\n", ""), defs, outs, "permissions"},
 		{"arm-endpoint from an input", mustReplace(t, src, "arm-endpoint: ${{ vars.ARM_ENDPOINT }}", "arm-endpoint: ${{ inputs.arm-endpoint || vars.ARM_ENDPOINT }}"), defs, outs, "with.arm-endpoint"},
 		{"azure-environment as a dispatch input", mustReplace(t, src, "  workflow_dispatch:\n    inputs:\n", "  workflow_dispatch:\n    inputs:\n      azure-environment:\n        type: string\n        required: false\n"), defs, outs, "azure-environment"},
+		{"call-only input without its variable", mustReplace(t, src, "${{ inputs.build-on || vars.BUILD_ON }}", "${{ inputs.build-on }}"), defs, outs, "vars.BUILD_ON"},
+		{"too many dispatch inputs", strings.Replace(src, "      correlation-id:", "      build-on:\n        type: string\n        default: local\n      confirm-timeout:\n        type: string\n        default: 60s\n      correlation-id:", 1), defs, outs, "GitHub refuses more than 25"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
