@@ -14,6 +14,7 @@ import (
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/config"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/finalize"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/nixos"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/rollout"
 )
 
 // Tag keys written on every resource: the azure package's, which writes them.
@@ -48,6 +49,9 @@ type Plan struct {
 	NixosAnywhere []string // argument vector
 	Proxy         string   // what the ProxyCommand runs
 	Finalize      []string // steps after the install, in order
+	// Switch holds command switch's steps; nil for the other commands.
+	Switch []rollout.Step
+	DryRun bool
 }
 
 // Resource is one Azure resource the run creates or reuses.
@@ -97,6 +101,10 @@ func New(c config.Config, env Env) Plan {
 		UserName:      c.UserName,
 		FQDN:          FQDN(c.VMName, c.Location),
 		Where:         fmt.Sprintf("in %s (%s), resource group %s", c.Location, c.Azure.Environment, c.ResourceGroup),
+	}
+	p.DryRun = c.DryRun
+	if c.Command == config.Switch {
+		return switchPlan(p, c)
 	}
 	if c.Command == config.Destroy {
 		p.Resources = []Resource{{
@@ -186,6 +194,54 @@ func installTargets(c config.Config) []Resource {
 		{"power", power},
 		{"Run Command (RunShellScript)", access},
 	}}}
+}
+
+// switchPlan describes command switch: the machine it moves, and how.
+func switchPlan(p Plan, c config.Config) Plan {
+	sc := c.Switch
+	login := sc.User + " with deploy-key"
+	if sc.User != "root" || c.Target != nil && len(c.Target.Key) > 0 {
+		login = sc.User + " with target-ssh-key"
+	}
+	if sc.User != "root" {
+		login += ", then sudo -n"
+	}
+	repo := c.ConfigRepo
+	ref := c.ConfigRef
+	if ref == "" && repo != config.WorkspaceRepo {
+		ref = "its default branch"
+	}
+	if repo == config.WorkspaceRepo {
+		repo = "the workflow's checkout (.)"
+		ref = "the commit checked out"
+	}
+	if t := c.Target; t != nil {
+		p.FQDN = t.Host
+		p.Where = "onto host " + t.Addr()
+		p.Resources = []Resource{{Kind: "existing NixOS host", Name: t.Addr(), Props: []Prop{
+			{"host key", ssh.FingerprintSHA256(t.HostKey) + " (target-host-key)"},
+			{"login", login},
+			{"switch to", repo + " at " + ref + ", attribute " + c.ConfigFlakeAttr},
+		}}}
+	} else {
+		p.Where = fmt.Sprintf("in %s (%s), resource group %s", c.Location, c.Azure.Environment, c.ResourceGroup)
+		power := "refused if stopped"
+		if c.StartIfStopped {
+			power = "started if stopped (start-if-stopped)"
+		}
+		p.Resources = []Resource{{Kind: "Microsoft.Compute/virtualMachines (existing)", Name: c.VMName, Props: []Prop{
+			{"resource group", c.ResourceGroup},
+			{"read over ARM", "public IP, FQDN, power state, " + TagSSHHostKey + " tag (the pinned host key)"},
+			{"power", power},
+			{"login", login},
+			{"switch to", repo + " at " + ref + ", attribute " + c.ConfigFlakeAttr},
+		}}}
+	}
+	p.Switch = rollout.Plan{
+		Repo: c.ConfigRepo, Ref: c.ConfigRef, Attr: c.ConfigFlakeAttr, User: sc.User,
+		BuildOn: sc.BuildOn, Confirm: sc.ConfirmTimeout, DryRun: c.DryRun,
+	}.Steps()
+	return p
 }
 
 func withHostKeyTag(t map[string]string) map[string]string {

@@ -62,6 +62,13 @@ func TestPlanGolden(t *testing.T) {
 		{"install-host", map[string]string{"command": "plan", "vm-name": "box", "target-host": "203.0.113.7:2222", "target-user": "ubuntu",
 			"target-host-key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
 			"target-ssh-key":  testKeyPEM, "azure-subscription-id": ""}},
+		{"switch-azure", map[string]string{"command": "switch", "vm-name": "web-01", "resource-group": "web",
+			"config-repo": "git@github.com:alice/nix-config.git", "config-ref": "main", "config-flake-attr": "web", "deploy-key": testKeyPEM}},
+		{"switch-gitops-dry-run", map[string]string{"command": "switch", "config-repo": ".", "deploy-key": testKeyPEM, "dry-run": "true", "confirm-timeout": "2m"}},
+		{"switch-host-target-build", map[string]string{"command": "switch", "vm-name": "box", "target-host": "203.0.113.7:2222", "target-user": "alice",
+			"target-host-key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
+			"target-ssh-key":  testKeyPEM, "azure-subscription-id": "", "config-repo": "https://github.com/alice/nix-config", "build-on": "target"}},
+		{"switch-target-dry-run", map[string]string{"command": "switch", "config-repo": ".", "deploy-key": testKeyPEM, "dry-run": "true", "build-on": "target"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -11,8 +11,14 @@ import (
 // Text renders the plan for a terminal.
 func (p Plan) Text() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Plan: %s %s %s\n", p.Command, p.VMName, p.Where)
+	dry := ""
+	if p.DryRun {
+		dry = " (dry run)"
+	}
+	fmt.Fprintf(&b, "Plan: %s %s %s%s\n", p.Command, p.VMName, p.Where, dry)
 	switch p.Command {
+	case config.Switch:
+		b.WriteString("\nSwitch (a running NixOS machine; nothing is created in Azure):\n")
 	case config.Destroy:
 		b.WriteString("\nDelete:\n")
 	case config.Install:
@@ -30,6 +36,13 @@ func (p Plan) Text() string {
 		}
 	}
 	if p.Command == config.Destroy {
+		return b.String()
+	}
+	if p.Command == config.Switch {
+		b.WriteString("\nSteps:\n")
+		for i, st := range p.Switch {
+			fmt.Fprintf(&b, "  %d. %s\n", i+1, st)
+		}
 		return b.String()
 	}
 	if p.CloudInit != "" {
@@ -57,7 +70,11 @@ func (p Plan) Text() string {
 // Markdown renders the plan for the GitHub step summary.
 func (p Plan) Markdown() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "## Plan: %s `%s`\n\n", p.Command, p.VMName)
+	dry := ""
+	if p.DryRun {
+		dry = " (dry run)"
+	}
+	fmt.Fprintf(&b, "## Plan: %s `%s`%s\n\n", p.Command, p.VMName, dry)
 	fmt.Fprintf(&b, "%s.\n\n", mdEscape(strings.ToUpper(p.Where[:1])+p.Where[1:]))
 	b.WriteString("| # | resource | name | after | properties |\n| --- | --- | --- | --- | --- |\n")
 	for i, r := range p.Resources {
@@ -68,6 +85,13 @@ func (p Plan) Markdown() string {
 		fmt.Fprintf(&b, "| %d | `%s` | `%s` | %s | %s |\n", i+1, r.Kind, r.Name, mdEscape(strings.Join(r.DependsOn, ", ")), strings.Join(props, "<br>"))
 	}
 	if p.Command == config.Destroy {
+		return b.String()
+	}
+	if p.Command == config.Switch {
+		b.WriteString("\n### Steps\n\n")
+		for i, st := range p.Switch {
+			fmt.Fprintf(&b, "%d. **%s**: %s\n", i+1, st.Name, mdEscape(st.Detail))
+		}
 		return b.String()
 	}
 	if p.CloudInit != "" {
