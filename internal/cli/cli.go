@@ -126,6 +126,12 @@ func (r *runner) run(ctx context.Context) int {
 	case config.Plan:
 		return r.plan()
 	case config.Deploy, config.Destroy, config.Install:
+		if r.cfg.DryRun {
+			return r.plan()
+		}
+		return r.execute(ctx)
+	case config.Switch:
+		// A dry run of switch reaches the machine: the diff needs it.
 		return r.execute(ctx)
 	}
 	r.sink.Errorf("internal error", "command %q has no implementation", r.cfg.Command)

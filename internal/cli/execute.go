@@ -10,10 +10,10 @@ import (
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/deploy"
 )
 
-// execute runs deploy, install and destroy.
+// execute runs deploy, install, switch and destroy.
 func (r *runner) execute(ctx context.Context) int {
 	opts := deploy.Options{Config: r.cfg, Env: r.planEnv(), Sink: r.sink}
-	// install onto target-host needs no Azure at all.
+	// install and switch onto target-host need no Azure at all.
 	if r.cfg.Target == nil {
 		cloud, err := r.connectAzure(ctx)
 		if err != nil {
@@ -41,6 +41,10 @@ func (r *runner) finish(res *deploy.Result) int {
 		}
 	}
 	r.sink.Summary(res.Markdown())
+	if res.Switch != nil {
+		// The bot's status comment shows it (the API exposes annotations).
+		r.sink.Notice("switch", res.Switch.Notice())
+	}
 	if res.Err != nil {
 		msg := res.Err.Error()
 		if res.Hint != "" {

@@ -29,12 +29,12 @@ func (s *state) stageLocate(ctx context.Context) (string, error) {
 	info, err := s.opts.Cloud.LookupVM(ctx, rg, vm)
 	if errors.Is(err, azure.ErrNotFound) {
 		return "", &StageError{Stage: "locate", Err: fmt.Errorf("virtual machine %q in resource group %q does not exist", vm, rg),
-			Hint: "install works on a VM that exists; command: deploy creates one"}
+			Hint: s.cfg.Command.String() + " works on a VM that exists; command: deploy creates one"}
 	}
 	if err != nil {
 		return "", err
 	}
-	if gb, ok := config.SizeMemoryGB(info.Size); ok && gb < config.MinMemoryGB {
+	if gb, ok := config.SizeMemoryGB(info.Size); ok && gb < config.MinMemoryGB && s.cfg.Command == config.Install {
 		return "", &StageError{Stage: "locate", Err: fmt.Errorf("virtual machine %q is a %s with %.2g GB of memory; nixos-anywhere's kexec installer needs at least %.1f GB", vm, info.Size, gb, config.MinMemoryGB),
 			Hint: "resize it (az vm resize --size Standard_B2s) and run again"}
 	}
@@ -49,6 +49,7 @@ func (s *state) stageLocate(ctx context.Context) (string, error) {
 		if err := s.opts.Cloud.StartVM(ctx, rg, vm); err != nil {
 			return "", err
 		}
+		s.started = true
 		if info, err = s.opts.Cloud.LookupVM(ctx, rg, vm); err != nil {
 			return "", err
 		}

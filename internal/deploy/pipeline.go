@@ -18,6 +18,7 @@ import (
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/nixos"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/plan"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/report"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/rollout"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/sshx"
 )
 
@@ -44,6 +45,11 @@ type Options struct {
 	// ProvisionTimeout bounds the provision stage (and locate); zero means
 	// 30 minutes. Azure's slowest create is the VM, minutes at worst.
 	ProvisionTimeout time.Duration
+	// Builder evaluates, builds and copies a switch's system; nil means
+	// the nix command from PATH.
+	Builder Builder
+	// Fetcher gets a switch's configuration; nil means git from PATH.
+	Fetcher Fetcher
 }
 
 // errDeadline is the cause of the run's overall deadline.
@@ -53,7 +59,13 @@ var errDeadline = errors.New("the run's overall deadline passed")
 // bound (provision, ssh-timeout for each wait, install-timeout), and this
 // one catches what is left (disk detection, finalize's nixos-rebuild).
 func overallDeadline(o Options) time.Duration {
-	return 2*o.ProvisionTimeout + 3*o.Config.SSHTimeout + o.Config.InstallTimeout
+	d := 2*o.ProvisionTimeout + 3*o.Config.SSHTimeout + o.Config.InstallTimeout
+	if sc := o.Config.Switch; sc != nil {
+		// A switch builds (install-timeout bounds that too), activates,
+		// and may wait for the watchdog.
+		d += rollout.ActivationLimit + sc.ConfirmTimeout
+	}
+	return d
 }
 
 // Installer runs nixos-anywhere; *nixos.Runner is one.
@@ -95,6 +107,10 @@ type state struct {
 	phases  []nixos.PhaseTiming
 	facter  string
 	result  *Result
+	// started is set when locate started a stopped VM.
+	started bool
+	// sw is command switch's state.
+	sw switchState
 }
 
 type stage struct {
@@ -108,6 +124,9 @@ type stage struct {
 // install finds an existing machine and prepares root access; from "wait
 // for SSH" on, both are the same code.
 func (s *state) stages() []stage {
+	if s.cfg.Command == config.Switch {
+		return s.switchStages()
+	}
 	head := []stage{{name: "plan", run: (*state).stagePlan}}
 	if s.cfg.Command == config.Install {
 		head = append(head,
@@ -259,9 +278,13 @@ func (s *state) stagePlan(ctx context.Context) (string, error) {
 		s.sink.Infof("%s", l)
 	}
 	var err error
-	if s.cfg.DeployKey != nil {
+	switch {
+	case s.cfg.Switch != nil:
+		// The key the running machine accepts: deploy-key or target-ssh-key.
+		s.deployKey, err = keys.FromPEM(s.cfg.Switch.Key)
+	case s.cfg.DeployKey != nil:
 		s.deployKey, err = keys.FromPEM(s.cfg.DeployKey)
-	} else {
+	default:
 		s.deployKey, err = keys.New(s.opts.Rand, "nixos-cloud-deploy")
 	}
 	if err != nil {
@@ -274,11 +297,14 @@ func (s *state) stagePlan(ctx context.Context) (string, error) {
 	if err := os.Chmod(s.workDir, 0o700); err != nil {
 		return "", err
 	}
-	// nixos-anywhere and the proxy read the deploy key from this file;
+	// nixos-anywhere, the proxy and nix copy's ssh read the key from this file;
 	// it never appears on a command line and is removed at exit.
 	s.keyFile = filepath.Join(s.workDir, "deploy-key")
 	if err := os.WriteFile(s.keyFile, s.deployKey.PrivatePEM, 0o600); err != nil {
 		return "", fmt.Errorf("failed to write deploy key file: %w", err)
+	}
+	if s.cfg.Command == config.Switch {
+		return fmt.Sprintf("%d steps", len(p.Switch)), nil
 	}
 	return fmt.Sprintf("%d resources", len(p.Resources)), nil
 }

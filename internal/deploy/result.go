@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/nixos"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/rollout"
 )
 
 // Status is how a stage ended.
@@ -37,6 +38,10 @@ type Outputs struct {
 	SSHHostKey    string // known_hosts line
 	SSHCommand    string
 	FacterReport  string
+	// switch
+	Generation         string
+	PreviousGeneration string
+	SystemPath         string
 }
 
 // Map returns the outputs by output name, the names action.yml declares.
@@ -45,6 +50,7 @@ func (o Outputs) Map() []([2]string) {
 		{"fqdn", o.FQDN}, {"public-ip", o.PublicIP}, {"resource-group", o.ResourceGroup},
 		{"vm-id", o.VMID}, {"ssh-host-key", o.SSHHostKey}, {"ssh-command", o.SSHCommand},
 		{"facter-report", o.FacterReport},
+		{"generation", o.Generation}, {"previous-generation", o.PreviousGeneration}, {"system-path", o.SystemPath},
 	}
 }
 
@@ -68,6 +74,8 @@ type Result struct {
 	// Cleanup says what happened to the resources after a failure.
 	Cleanup string
 	Total   time.Duration
+	// Switch is what command switch did; nil for the others.
+	Switch *SwitchReport
 }
 
 // Markdown renders the result for the GitHub step summary.
@@ -98,6 +106,9 @@ func (r Result) Markdown() string {
 	fmt.Fprintf(&b, "| **total** | | **%s** | |\n", round(r.Total))
 	if strings.TrimSpace(details) != "" {
 		b.WriteString("\n<details><summary>Last output lines</summary>\n\n```\n" + strings.Trim(details, "\n") + "\n```\n\n</details>\n")
+	}
+	if r.Switch != nil {
+		b.WriteString(r.Switch.markdown(r.Err != nil))
 	}
 	if r.Outputs.SSHCommand != "" && r.Err == nil {
 		b.WriteString("\n### Log in\n\n```sh\n" + r.Outputs.SSHCommand + "\n```\n")
@@ -164,4 +175,81 @@ func round(d time.Duration) string {
 
 func mdLine(s string) string {
 	return strings.NewReplacer("|", "\\|", "\r", "", "\n", " ").Replace(s)
+}
+
+func (r *SwitchReport) markdown(failed bool) string {
+	var b strings.Builder
+	b.WriteString("\n### Switch\n\n")
+	if r.Rev != "" {
+		fmt.Fprintf(&b, "Configuration: `%s` at `%s`.\n\n", mdLine(r.Repo), r.Rev)
+	}
+	b.WriteString("| | generation | system |\n| --- | ---: | --- |\n")
+	if r.PreviousGeneration != 0 {
+		fmt.Fprintf(&b, "| before | %d | `%s` |\n", r.PreviousGeneration, r.PreviousPath)
+	}
+	switch {
+	case r.NoOp:
+		fmt.Fprintf(&b, "| after | %d | unchanged: the configuration evaluates to the running system |\n", r.Generation)
+	case r.DryRun:
+		fmt.Fprintf(&b, "| would run | new | `%s` |\n", r.NewPath)
+	case r.Generation != 0:
+		label := "after"
+		if r.RolledBack {
+			label = "after (rolled back)"
+		}
+		fmt.Fprintf(&b, "| %s | %d | `%s` |\n", label, r.Generation, r.Path)
+	}
+	if r.RolledBack && r.NewPath != "" {
+		fmt.Fprintf(&b, "| refused | | `%s` |\n", r.NewPath)
+	}
+	if r.Diff != nil {
+		fmt.Fprintf(&b, "\nClosure: %s (%s).", r.Diff.Summary(), rollout.RenderSize(r.Diff.SizeDelta))
+		if r.Download != "" {
+			fmt.Fprintf(&b, " %s.", upperFirst(r.Download))
+		} else {
+			fmt.Fprintf(&b, " The machine lacked %d paths (%s), copied from here or fetched from its substituters.", r.TransferPaths, rollout.RenderBytes(r.TransferSize))
+		}
+		b.WriteString("\n")
+		if lines := r.Diff.Lines(); len(lines) > 0 {
+			b.WriteString("\n<details><summary>Closure diff (as <code>nix store diff-closures</code>)</summary>\n\n```\n" + strings.Join(lines, "\n") + "\n```\n\n</details>\n")
+		}
+	} else if r.Download != "" {
+		fmt.Fprintf(&b, "\n%s.\n", upperFirst(r.Download))
+	}
+	if r.DryRun {
+		b.WriteString("\nDry run: nothing was activated.\n")
+	}
+	if prev := r.PreviousGeneration; prev != 0 && !r.NoOp && !r.DryRun && (r.RolledBack || !failed) {
+		fmt.Fprintf(&b, "\nRoll back by hand (on the machine): `sudo nix-env -p %s --switch-generation %d && sudo %s/bin/switch-to-configuration switch`.\n", rollout.ProfilePath, prev, rollout.ProfilePath)
+	}
+	return b.String()
+}
+
+// Notice is the switch in one line, for the run's notice annotation (the
+// bot's status comment reads it through the API).
+func (r *SwitchReport) Notice() string {
+	switch {
+	case r.NoOp:
+		return fmt.Sprintf("no change: generation %d already runs %s", r.Generation, shortRev(r.Rev))
+	case r.DryRun:
+		s := fmt.Sprintf("dry run: %s would replace generation %d", shortRev(r.Rev), r.PreviousGeneration)
+		if r.Diff != nil {
+			s += fmt.Sprintf("; %s; %d paths (%s) to copy or fetch", r.Diff.Summary(), r.TransferPaths, rollout.RenderBytes(r.TransferSize))
+		} else if r.Download != "" {
+			s += "; " + r.Download
+		}
+		return s
+	}
+	s := fmt.Sprintf("generation %d (was %d) runs %s", r.Generation, r.PreviousGeneration, shortRev(r.Rev))
+	if r.Diff != nil {
+		s += "; " + r.Diff.Summary()
+	}
+	return s
+}
+
+func upperFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
 }

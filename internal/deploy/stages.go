@@ -310,8 +310,9 @@ func (s *state) runStep(ctx context.Context, st finalize.Step, log sshx.RunOptio
 	return s.client.Run(ctx, st.Command, log)
 }
 
-func (s *state) outputs() Outputs {
-	o := Outputs{FacterReport: s.facter}
+func (s *state) outputs() (o Outputs) {
+	o = Outputs{FacterReport: s.facter}
+	defer s.switchOutputs(&o) // o is the named result: the defer fills it
 	if s.cfg.Target == nil {
 		o.ResourceGroup = s.cfg.ResourceGroup
 	}
@@ -348,6 +349,22 @@ func (s *state) stageReport(context.Context) (string, error) {
 	s.result.Outputs = s.outputs()
 	s.result.Resources = s.resources()
 	return "", nil
+}
+
+// switchOutputs fills the switch's outputs from what the machine said last.
+func (s *state) switchOutputs(o *Outputs) {
+	if s.cfg.Command != config.Switch {
+		return
+	}
+	r := s.sw.report
+	s.result.Switch = &r
+	if r.PreviousGeneration != 0 {
+		o.PreviousGeneration = strconv.Itoa(r.PreviousGeneration)
+	}
+	if r.Generation != 0 {
+		o.Generation = strconv.Itoa(r.Generation)
+	}
+	o.SystemPath = r.Path
 }
 
 func (s *state) resources() []string {
@@ -387,8 +404,8 @@ func (s *state) fail(ctx context.Context, se *StageError) {
 			s.result.SerialLog = tail
 		}
 	}
-	if s.machine == nil && !s.vmExists || s.cfg.Command == config.Install {
-		// install never created anything: there is nothing to clean up.
+	if s.machine == nil && !s.vmExists || s.cfg.Command == config.Install || s.cfg.Command == config.Switch {
+		// install and switch never create anything: there is nothing to clean up.
 		return
 	}
 	if !s.cfg.CleanupOnFailure {

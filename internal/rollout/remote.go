@@ -453,3 +453,82 @@ func (m Machine) Confirm(ctx context.Context, prev, new int) (Answer, error) {
 	}
 	return a, nil
 }
+
+// DryRun is what `nix-store --realise --dry-run` says the machine would do
+// (NixOS/nix src/libmain/shared.cc, printMissing).
+type DryRun struct {
+	Build    int    // derivations to build
+	Fetch    int    // paths to substitute
+	Download string // "12.3 MiB", as Nix renders it
+	Unpacked string
+}
+
+var (
+	willBuildRE = regexp.MustCompile(`^(?:this derivation|these (\d+) derivations) will be built:`)
+	willFetchRE = regexp.MustCompile(`^(?:this path|these (\d+) paths) will be fetched \(([^,]+) download, ([^)]+) unpacked\):`)
+)
+
+// ParseDryRun reads printMissing's lines.
+func ParseDryRun(out string) DryRun {
+	var d DryRun
+	for _, line := range strings.Split(out, "\n") {
+		line = strings.TrimSpace(line)
+		if m := willBuildRE.FindStringSubmatch(line); m != nil {
+			d.Build = 1
+			if m[1] != "" {
+				d.Build, _ = strconv.Atoi(m[1])
+			}
+		}
+		if m := willFetchRE.FindStringSubmatch(line); m != nil {
+			d.Fetch = 1
+			if m[1] != "" {
+				d.Fetch, _ = strconv.Atoi(m[1])
+			}
+			d.Download, d.Unpacked = m[2], m[3]
+		}
+	}
+	return d
+}
+
+// Summary is "3 derivations to build, 120 paths to fetch (45.2 MiB download)".
+func (d DryRun) Summary() string {
+	s := fmt.Sprintf("%d derivations to build on the machine", d.Build)
+	if d.Fetch > 0 {
+		s += fmt.Sprintf(", %d paths to fetch (%s download, %s unpacked)", d.Fetch, d.Download, d.Unpacked)
+	}
+	return s
+}
+
+// RealiseDryRun asks the machine what building drv would build and fetch.
+func (m Machine) RealiseDryRun(ctx context.Context, drv string) (DryRun, error) {
+	if err := CheckStorePath(drv); err != nil {
+		return DryRun{}, err
+	}
+	// printMissing writes to stderr; the script hands it over on stdout.
+	out, err := m.Remote.Output(ctx, m.command(`nix-store --realise --dry-run "$1" 2>&1`, drv))
+	if err != nil {
+		return DryRun{}, fmt.Errorf("failed to ask the machine what it would build: %w", err)
+	}
+	return ParseDryRun(string(out)), nil
+}
+
+// Realise builds drv on the machine (build-on: target, as nixos-rebuild
+// --build-host does with the evaluated derivation) and returns its output.
+func (m Machine) Realise(ctx context.Context, drv string, log func(string)) (string, error) {
+	if err := CheckStorePath(drv); err != nil {
+		return "", err
+	}
+	out, err := m.Remote.Output(ctx, m.command(`nix-store --realise "$1"`, drv), sshx.WithLog(func(_, l string) {
+		if log != nil {
+			log(l)
+		}
+	}), sshx.WithTailLines(30))
+	if err != nil {
+		return "", fmt.Errorf("failed to build %s on the machine: %w", drv, err)
+	}
+	p := strings.TrimSpace(string(out))
+	if err := CheckStorePath(p); err != nil {
+		return "", fmt.Errorf("failed to build %s on the machine: %w", drv, err)
+	}
+	return p, nil
+}
