@@ -108,7 +108,7 @@ func (s *state) builder() Builder {
 	if s.opts.Builder != nil {
 		return s.opts.Builder
 	}
-	return &rollout.Nix{Log: func(l string) { s.sink.Infof("%s", l) }}
+	return &rollout.Nix{Log: s.sink.Stream}
 }
 
 func (s *state) fetcher() Fetcher {
@@ -354,7 +354,7 @@ func (s *state) buildOnTarget(ctx context.Context) (string, error) {
 	if s.cfg.DryRun {
 		return dry.Summary() + "; dry run: nothing built", nil
 	}
-	out, err := m.Realise(ctx, s.sw.top.Drv, func(l string) { s.sink.Infof("%s", l) })
+	out, err := m.Realise(ctx, s.sw.top.Drv, s.sink.Stream)
 	if err != nil {
 		return "", err
 	}
@@ -379,7 +379,8 @@ func (s *state) logDiff() {
 	d := s.sw.report.Diff
 	s.sink.Infof("closure diff (%s, %s):", d.Summary(), rollout.RenderSize(d.SizeDelta))
 	for _, l := range d.Lines() {
-		s.sink.Infof("  %s", l)
+		// Package names come from the machine's store: outside text.
+		s.sink.Stream("  " + l)
 	}
 }
 
@@ -388,7 +389,7 @@ func (s *state) stageActivate(ctx context.Context) (string, error) {
 	sc := s.cfg.Switch
 	a, err := s.swMachine().Activate(ctx, s.sw.top.Out, rollout.ActivateOptions{
 		Expect: s.sw.probe.Generation, Confirm: sc.ConfirmTimeout, Limit: rollout.ActivationLimit,
-		Log: func(l string) { s.sink.Infof("%s", l) },
+		Log: s.sink.Stream,
 	})
 	s.sw.act = a
 	if errors.Is(err, rollout.ErrRefused) {
