@@ -63,6 +63,7 @@ type env struct {
 	PermDeploy    string `env:"BOT_PERMISSION_DEPLOY, default=write"`
 	PermStatus    string `env:"BOT_PERMISSION_STATUS, default=write"`
 	PermDestroy   string `env:"BOT_PERMISSION_DESTROY, default=admin"`
+	PermSwitch    string `env:"BOT_PERMISSION_SWITCH, default=write"`
 	AllowedUsers  string `env:"BOT_ALLOWED_USERS"`
 	Workers       string `env:"BOT_WORKERS, default=8"`
 	QueueSize     string `env:"BOT_QUEUE_SIZE, default=1000"`
@@ -190,7 +191,7 @@ func LoadConfig(ctx context.Context, mode Mode, lookup func(string) (string, boo
 	for _, p := range []struct {
 		name, v string
 		k       chatops.Kind
-	}{{"BOT_PERMISSION_DEPLOY", e.PermDeploy, chatops.Deploy}, {"BOT_PERMISSION_STATUS", e.PermStatus, chatops.Status}, {"BOT_PERMISSION_DESTROY", e.PermDestroy, chatops.Destroy}} {
+	}{{"BOT_PERMISSION_DEPLOY", e.PermDeploy, chatops.Deploy}, {"BOT_PERMISSION_STATUS", e.PermStatus, chatops.Status}, {"BOT_PERMISSION_DESTROY", e.PermDestroy, chatops.Destroy}, {"BOT_PERMISSION_SWITCH", e.PermSwitch, chatops.Switch}} {
 		if _, ok := permissionRank[p.v]; !ok || p.v == "none" {
 			bad(p.name, p.v, "must be read, triage, write, maintain or admin")
 		}

@@ -21,7 +21,7 @@ func TestLoadConfig(t *testing.T) {
 	got, err := LoadConfig(context.Background(), ModeServe, lookup(map[string]string{
 		"BOT_WEBHOOK_SECRET": "s3cret", "BOT_GITHUB_APP_ID": "123", "BOT_GITHUB_APP_PRIVATE_KEY": testPEM,
 		"BOT_GITHUB_API_URL": "https://ghes.example.com/api/v3", "BOT_MAX_COMMENT_AGE": "5m", "BOT_ALLOWED_USERS": "@octocat, hubot",
-		"BOT_PERMISSION_DESTROY": "maintain",
+		"BOT_PERMISSION_DESTROY": "maintain", "BOT_PERMISSION_SWITCH": "maintain",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -29,7 +29,7 @@ func TestLoadConfig(t *testing.T) {
 	want := Config{
 		ListenAddr: ":8080", WebhookSecret: []byte("s3cret"), AppID: 123, AppPrivateKey: []byte(testPEM),
 		APIURL: "https://ghes.example.com/api/v3", Workflow: "deploy.yml", MaxCommentAge: 5 * time.Minute,
-		Permissions:  map[chatops.Kind]string{chatops.Deploy: "write", chatops.Status: "write", chatops.Destroy: "maintain"},
+		Permissions:  map[chatops.Kind]string{chatops.Deploy: "write", chatops.Status: "write", chatops.Destroy: "maintain", chatops.Switch: "maintain"},
 		AllowedUsers: []string{"octocat", "hubot"}, Workers: 8, QueueSize: 1000,
 		PollInterval: 15 * time.Second, PollTimeout: 6 * time.Hour, ShutdownAfter: 30 * time.Second,
 	}

@@ -63,9 +63,9 @@ type Options struct {
 	Logger       *slog.Logger
 }
 
-// DefaultPermissions: write for deploy and status, admin for destroy.
+// DefaultPermissions: write for deploy, switch and status, admin for destroy.
 func DefaultPermissions() map[chatops.Kind]string {
-	return map[chatops.Kind]string{chatops.Deploy: "write", chatops.Status: "write", chatops.Destroy: "admin"}
+	return map[chatops.Kind]string{chatops.Deploy: "write", chatops.Switch: "write", chatops.Status: "write", chatops.Destroy: "admin"}
 }
 
 // Handler handles one event at a time per comment and per run; it is safe
@@ -375,7 +375,7 @@ func (h *Handler) onComment(ctx context.Context, e *github.IssueCommentEvent, lo
 			}
 			_, err = gh.CreateComment(ctx, repo, out.Issue, reply(out.CommentID, text))
 			return out, err
-		case chatops.Deploy, chatops.Destroy:
+		case chatops.Deploy, chatops.Destroy, chatops.Switch:
 			return h.dispatch(ctx, gh, e, out, r, log)
 		}
 	}
@@ -441,11 +441,15 @@ func (h *Handler) statusComments(ctx context.Context, gh GitHub, repo ghapi.Repo
 
 func (h *Handler) dispatch(ctx context.Context, gh GitHub, e *github.IssueCommentEvent, out Outcome, cmd chatops.Command, log *slog.Logger) (Outcome, error) {
 	command := cmd.Kind.String()
-	if cmd.DryRun {
+	// A dry run of deploy is its plan; a dry run of switch reaches the VM
+	// for the closure diff, so it stays a switch with dry-run set.
+	dryRun := cmd.DryRun && cmd.Kind == chatops.Switch
+	if cmd.DryRun && cmd.Kind == chatops.Deploy {
 		command = "plan"
 	}
 	st := status{Comment: out.CommentID, VM: cmd.VM, Command: command, Location: cmd.Location, Size: cmd.Size,
-		Image: cmd.Image, Channel: cmd.Channel, User: e.GetComment().GetUser().GetLogin(), State: stateDispatching}
+		Image: cmd.Image, Channel: cmd.Channel, User: e.GetComment().GetUser().GetLogin(), State: stateDispatching,
+		Ref: cmd.Ref, DryRun: dryRun}
 	mine, err := gh.CreateComment(ctx, out.Repo, out.Issue, st.render())
 	if err != nil {
 		return out, err
@@ -475,14 +479,22 @@ func (h *Handler) dispatch(ctx context.Context, gh GitHub, e *github.IssueCommen
 		}
 	}
 	corr := correlationID(out.Issue, out.CommentID)
-	d, err := gh.Dispatch(ctx, out.Repo, ghapi.DispatchRequest{
+	req := ghapi.DispatchRequest{
 		Workflow: h.o.Workflow, Ref: ref, CorrelationID: corr,
 		// The deploy workflow's workflow_dispatch inputs.
 		Inputs: map[string]any{
 			"vm-name": cmd.VM, "location": cmd.Location, "size": cmd.Size, "image": cmd.Image,
 			"nix-channel": cmd.Channel, "command": command, "correlation-id": corr,
+			"config-ref": cmd.Ref, "dry-run": dryRun,
 		},
-	})
+	}
+	if cmd.Kind != chatops.Switch {
+		// GitHub answers 422 to an input the workflow does not declare: a
+		// deploy.yml copied before switch existed has neither.
+		delete(req.Inputs, "config-ref")
+		delete(req.Inputs, "dry-run")
+	}
+	d, err := gh.Dispatch(ctx, out.Repo, req)
 	if err != nil {
 		return out, h.dispatchFailed(ctx, gh, out, mine.ID, st, err)
 	}
@@ -551,12 +563,13 @@ func (h *Handler) trackNote(ctx context.Context, gh GitHub, repo ghapi.Repo, run
 		out.Ignored = fmt.Sprintf("stale event: %s after %s", next.State, old.State)
 		return out, nil
 	}
-	if next.State == stateSucceeded && next.Command == "deploy" {
-		// The action publishes the pinned host key as a notice annotation.
+	if next.State == stateSucceeded && next.Command == "deploy" || terminal(next.State) && next.Command == "switch" {
+		// The action publishes the pinned host key, and a switch's
+		// outcome, as notice annotations.
 		if notices, err := gh.Notices(ctx, repo, run.ID); err != nil {
 			log.Warn("failed to read the run's notices; the comment points to the summary", "err", err)
 		} else {
-			next.HostKey, next.FQDN = notices[NoticeHostKey], notices[NoticeFQDN]
+			next.HostKey, next.FQDN, next.Switched = notices[NoticeHostKey], notices[NoticeFQDN], notices[NoticeSwitch]
 		}
 	}
 	body := next.render()

@@ -143,6 +143,60 @@ func TestStatusCommentThroughARun(t *testing.T) {
 	}
 }
 
+// TestSwitchThroughARun: /switch dispatches command switch with the ref and
+// dry-run, and the status comment shows the switch's outcome from the run's
+// notice, on success and when the VM rolled back.
+func TestSwitchThroughARun(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, body, conclusion, notice string
+		wantInputs                     map[string]any
+		want                           []string
+	}{
+		{"dry run to a ref", "/switch az-nixos --ref releases/v2 --dry-run", "success",
+			"dry run: 0123456789ab would replace generation 41; 2 upgraded, 1 added; 12 paths (34.0 MiB) to copy or fetch",
+			map[string]any{"command": "switch", "config-ref": "releases/v2", "dry-run": true},
+			[]string{"### ✅ Dry run of a switch for `az-nixos`", "| Configuration | `releases/v2` |", "| Result | dry run: 0123456789ab would replace generation 41; 2 upgraded, 1 added"}},
+		{"rolled back", "/switch az-nixos", "failure",
+			"generation 41 (was 41) runs 0123456789ab; 1 upgraded",
+			map[string]any{"command": "switch", "config-ref": "", "dry-run": false},
+			[]string{"### ❌ Switch `az-nixos`: failed", "| Configuration | the default branch of config-repo |", "| Result | generation 41 (was 41)"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, nil)
+			c, payload := e.comment(tc.body, time.Minute)
+			out, err := e.h.HandleEvent(ctx, "issue_comment", payload, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ds := e.gh.Dispatches(testRepo)
+			if len(ds) != 1 {
+				t.Fatalf("%d dispatches, want 1", len(ds))
+			}
+			for k, v := range tc.wantInputs {
+				if got := ds[0].Inputs[k]; got != v {
+					t.Errorf("dispatch input %s = %#v, want %#v", k, got, v)
+				}
+			}
+			e.gh.SetRun(testRepo, out.RunID, "completed", tc.conclusion, e.now.Add(2*time.Minute))
+			e.gh.SetNotices(testRepo, out.RunID, map[string]string{NoticeSwitch: tc.notice})
+			if _, err := e.h.HandleEvent(ctx, "workflow_run", e.runEvent("completed", out.RunID), nil); err != nil {
+				t.Fatal(err)
+			}
+			body := e.botComments()[0].Body
+			for _, w := range tc.want {
+				if !strings.Contains(body, w) {
+					t.Errorf("status comment lacks %q:\n%s", w, body)
+				}
+			}
+			if st, _ := parseMarker(body); st.Comment != c.ID || st.Command != "switch" || st.Ref != tc.wantInputs["config-ref"] || st.DryRun != tc.wantInputs["dry-run"] {
+				t.Errorf("marker %+v", st)
+			}
+		})
+	}
+}
+
 func TestFailedRunGetsThumbsDown(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, nil)
@@ -274,6 +328,7 @@ func TestPermissionRefused(t *testing.T) {
 	}{
 		{"reader deploys", "read", "/deploy az-nixos", "`/deploy` needs **write** permission on Codertocat/Hello-World; you have **read**"},
 		{"writer destroys", "write", "/destroy az-nixos", "`/destroy` needs **admin** permission on Codertocat/Hello-World; you have **write**"},
+		{"reader switches", "read", "/switch az-nixos", "`/switch` needs **write** permission on Codertocat/Hello-World; you have **read**"},
 		{"stranger asks for help", "", "/help", "`/help` needs **write** permission"},
 	}
 	for _, tc := range tests {
@@ -465,6 +520,13 @@ func TestRenderGolden(t *testing.T) {
 		"destroy_succeeded": with(func(s *status) {
 			s.Command, s.State, s.Duration = "destroy", stateSucceeded, 2*time.Minute
 		}),
+		"switch_succeeded": with(func(s *status) {
+			s.Command, s.Ref, s.State, s.Duration = "switch", "main", stateSucceeded, 3*time.Minute
+			s.Switched = "generation 42 (was 41) runs 0123456789ab; 2 upgraded, 1 added"
+		}),
+		"switch_dry_run_in_progress": with(func(s *status) {
+			s.Command, s.DryRun, s.State, s.Job, s.Step = "switch", true, stateInProgress, "deploy", "nixos-cloud-deploy switch az-nixos"
+		}),
 	}
 	for name, st := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -474,7 +536,7 @@ func TestRenderGolden(t *testing.T) {
 			back, ok := parseMarker(body)
 			want := st
 			want.RunURL, want.RunNumber, want.Job, want.Step, want.Duration, want.Detail = "", 0, "", "", 0, ""
-			want.HostKey, want.FQDN = "", ""
+			want.HostKey, want.FQDN, want.Switched = "", "", ""
 			if diff := cmp.Diff(want, back, cmp.AllowUnexported(status{})); !ok || diff != "" {
 				t.Errorf("marker round trip (-want +got):\n%s", diff)
 			}

@@ -65,6 +65,8 @@ type status struct {
 	Channel  string
 	User     string
 	State    string
+	Ref      string // switch: --ref
+	DryRun   bool   // switch: --dry-run
 
 	RunURL    string
 	RunNumber int
@@ -73,26 +75,32 @@ type status struct {
 	Detail    string // conclusion or error
 	Note      string // a closing remark, such as the bot giving up following
 	// HostKey and FQDN come from the run's notice annotations, once it
-	// succeeded (not kept in the marker).
-	HostKey, FQDN string
+	// succeeded (not kept in the marker); Switched is a switch's outcome
+	// (generation, closure diff summary), once it ended.
+	HostKey, FQDN, Switched string
 }
 
 // Titles of the notice annotations the action writes on success.
 const (
 	NoticeHostKey = "ssh-host-key"
 	NoticeFQDN    = "fqdn"
+	NoticeSwitch  = "switch"
 )
 
-var markerKeys = []string{"comment", "run", "vm", "command", "location", "size", "image", "channel", "user", "state"}
+var markerKeys = []string{"comment", "run", "vm", "command", "location", "size", "image", "channel", "user", "state", "ref", "dryrun"}
 
 func (s status) marker() string {
 	if s.State == "" {
 		return fmt.Sprintf("%s comment=%d -->", markerPrefix, s.Comment)
 	}
-	vals := []string{strconv.FormatInt(s.Comment, 10), strconv.FormatInt(s.Run, 10), s.VM, s.Command, s.Location, s.Size, s.Image, s.Channel, s.User, s.State}
+	vals := []string{strconv.FormatInt(s.Comment, 10), strconv.FormatInt(s.Run, 10), s.VM, s.Command, s.Location, s.Size, s.Image, s.Channel, s.User, s.State, s.Ref, strconv.FormatBool(s.DryRun)}
+	keys := markerKeys
+	if s.Command != "switch" {
+		keys = keys[:len(keys)-2] // ref and dryrun are switch's
+	}
 	var b strings.Builder
 	b.WriteString(markerPrefix)
-	for i, k := range markerKeys {
+	for i, k := range keys {
 		fmt.Fprintf(&b, " %s=%s", k, vals[i])
 	}
 	b.WriteString(" -->")
@@ -129,6 +137,10 @@ func parseMarker(body string) (status, bool) {
 			s.User = v
 		case "state":
 			s.State = v
+		case "ref":
+			s.Ref = v
+		case "dryrun":
+			s.DryRun = v == "true"
 		}
 	}
 	return s, s.Comment != 0
@@ -191,6 +203,7 @@ var verbs = map[string][2]string{
 	"deploy":  {"Deploy", "Deployed"},
 	"plan":    {"Plan (dry run) for", "Planned (dry run)"},
 	"destroy": {"Destroy", "Destroyed"},
+	"switch":  {"Switch", "Switched"},
 }
 
 // defaultUser is the action's default user-name: the bot does not pass
@@ -218,6 +231,9 @@ func (s status) render() string {
 	v, ok := verbs[s.Command]
 	if !ok {
 		v = [2]string{s.Command, s.Command}
+	}
+	if s.Command == "switch" && s.DryRun {
+		v = [2]string{"Switch (dry run) for", "Dry run of a switch for"}
 	}
 	fqdn := fmt.Sprintf("%s.%s.cloudapp.azure.com", s.VM, s.Location)
 	if s.FQDN != "" {
@@ -269,7 +285,16 @@ func (s status) render() string {
 			fmt.Fprintf(&b, "| FQDN | `%s` (when ready) |\n", fqdn)
 		}
 	}
-	if s.Command != "destroy" {
+	if s.Command == "switch" {
+		ref := "the default branch of config-repo"
+		if s.Ref != "" {
+			ref = "`" + s.Ref + "`"
+		}
+		fmt.Fprintf(&b, "| Configuration | %s |\n", ref)
+		if s.Switched != "" {
+			fmt.Fprintf(&b, "| Result | %s |\n", strings.ReplaceAll(s.Switched, "|", "\\|"))
+		}
+	} else if s.Command != "destroy" {
 		fmt.Fprintf(&b, "| Location, size | `%s`, `%s` |\n| Image | `%s` |\n| Channel | `%s` |\n", s.Location, s.Size, s.Image, s.Channel)
 	}
 	fmt.Fprintf(&b, "| Asked by | @%s |\n", s.User)

@@ -28,9 +28,10 @@ const (
 	Destroy
 	Status
 	Help
+	Switch
 )
 
-var kindNames = map[Kind]string{Deploy: "deploy", Destroy: "destroy", Status: "status", Help: "help"}
+var kindNames = map[Kind]string{Deploy: "deploy", Destroy: "destroy", Status: "status", Help: "help", Switch: "switch"}
 
 func (k Kind) String() string {
 	if s, ok := kindNames[k]; ok {
@@ -59,6 +60,9 @@ type Command struct {
 	Image    string
 	Channel  string
 	DryRun   bool
+	// Ref is /switch's --ref: a branch, tag or commit of the workflow's
+	// config-repo; "" is its default branch.
+	Ref string
 }
 
 func (Ignore) result()  {}
@@ -68,12 +72,13 @@ func (Command) result() {}
 // Usage is the help text, in Markdown.
 const Usage = "Commands:\n" +
 	"- `/deploy <vm> [--location L] [--size S] [--image URN] [--channel C] [--dry-run]`: install NixOS on the Azure VM `<vm>` (created when missing); `--dry-run` only plans\n" +
+	"- `/switch <vm> [--ref REF] [--dry-run]`: move the running VM `<vm>` to a new revision of its configuration (config-repo at `REF`, default its default branch); the VM rolls back by itself unless the switch is confirmed; `--dry-run` shows the closure diff and activates nothing\n" +
 	"- `/destroy <vm>`: delete the VM's resource group (only when it was created by nixos-cloud-deploy)\n" +
 	"- `/status [vm]`: the latest deploy run for `<vm>`, or for every VM\n" +
 	"- `/help`: this text\n\n" +
 	"Only the first line of a comment is read. Quote values with spaces: `--image 'a:b:c:latest'`."
 
-var commands = []string{"deploy", "destroy", "status", "help"}
+var commands = []string{"deploy", "switch", "destroy", "status", "help"}
 
 // flag describes one --flag of /deploy.
 type flag struct {
@@ -89,6 +94,11 @@ var deployFlags = []flag{
 	{name: "size", short: "s", set: func(c *Command, v string) { c.Size = v }, check: config.CheckSize},
 	{name: "image", short: "i", set: func(c *Command, v string) { c.Image = v }, check: config.CheckImage},
 	{name: "channel", set: func(c *Command, v string) { c.Channel = v }, check: config.CheckChannel},
+	{name: "dry-run", isBool: true, set: func(c *Command, v string) { c.DryRun = v == "true" }},
+}
+
+var switchFlags = []flag{
+	{name: "ref", set: func(c *Command, v string) { c.Ref = v }, check: config.CheckConfigRef},
 	{name: "dry-run", isBool: true, set: func(c *Command, v string) { c.DryRun = v == "true" }},
 }
 
@@ -136,7 +146,9 @@ func Parse(body string) Result {
 	name, args := strings.TrimPrefix(words[0], "/"), words[1:]
 	switch name {
 	case "deploy":
-		return parseDeploy(args)
+		return parseFlags(Deploy, deployFlags, args)
+	case "switch":
+		return parseFlags(Switch, switchFlags, args)
 	case "destroy":
 		return parseVMOnly(Destroy, args, true)
 	case "status":
@@ -180,8 +192,10 @@ func parseVMOnly(k Kind, args []string, required bool) Result {
 	return c
 }
 
-func parseDeploy(args []string) Result {
-	c := Defaults(Deploy)
+// parseFlags reads "<vm> [--flag value|--flag=value|--bool]..." for a
+// command with flags.
+func parseFlags(k Kind, flags []flag, args []string) Result {
+	c := Defaults(k)
 	var positional []string
 	seen := map[string]bool{}
 	for i := 0; i < len(args); i++ {
@@ -195,9 +209,9 @@ func parseDeploy(args []string) Result {
 			continue
 		}
 		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		f, ok := lookupFlag(name)
+		f, ok := lookupFlag(flags, name)
 		if !ok {
-			return replyf("Unknown flag %s for `/deploy`%s.", code(a), flagHint(name))
+			return replyf("Unknown flag %s for `/%s`%s.", code(a), k, flagHint(flags, name))
 		}
 		if seen[f.name] {
 			return replyf("Flag `--%s` is given twice.", f.name)
@@ -227,10 +241,10 @@ func parseDeploy(args []string) Result {
 	}
 	switch len(positional) {
 	case 0:
-		return replyf("`/deploy` needs a VM name, for example `/deploy az-nixos`.")
+		return replyf("`/%s` needs a VM name, for example `/%s az-nixos`.", k, k)
 	case 1:
 	default:
-		return replyf("`/deploy` takes one VM name, got %d: %s.", len(positional), quoteAll(positional))
+		return replyf("`/%s` takes one VM name, got %d: %s.", k, len(positional), quoteAll(positional))
 	}
 	if err := config.CheckVMName(positional[0]); err != nil {
 		return invalid(err)
@@ -239,8 +253,8 @@ func parseDeploy(args []string) Result {
 	return c
 }
 
-func lookupFlag(name string) (flag, bool) {
-	for _, f := range deployFlags {
+func lookupFlag(flags []flag, name string) (flag, bool) {
+	for _, f := range flags {
 		if name == f.name || (f.short != "" && name == f.short) {
 			return f, true
 		}
@@ -248,9 +262,9 @@ func lookupFlag(name string) (flag, bool) {
 	return flag{}, false
 }
 
-func flagHint(name string) string {
-	names := make([]string, len(deployFlags))
-	for i, f := range deployFlags {
+func flagHint(flags []flag, name string) string {
+	names := make([]string, len(flags))
+	for i, f := range flags {
 		names[i] = f.name
 	}
 	if best := config.Closest(name, names); best != "" {

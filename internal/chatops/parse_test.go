@@ -46,6 +46,17 @@ func TestParseCommands(t *testing.T) {
 		{"status for a vm", "/status az-nixos", func() Command { c := Defaults(Status); c.VM = "az-nixos"; return c }()},
 		{"status for all", "/status", Defaults(Status)},
 		{"help", "/help", Command{Kind: Help}},
+		{"switch", "/switch az-nixos", func() Command { c := Defaults(Switch); c.VM = "az-nixos"; return c }()},
+		{"switch to a ref, dry run", "/switch az-nixos --ref releases/v2 --dry-run", func() Command {
+			c := Defaults(Switch)
+			c.VM, c.Ref, c.DryRun = "az-nixos", "releases/v2", true
+			return c
+		}()},
+		{"switch to a commit", "/switch --ref=" + strings.Repeat("0f", 20) + " web-1", func() Command {
+			c := Defaults(Switch)
+			c.VM, c.Ref = "web-1", strings.Repeat("0f", 20)
+			return c
+		}()},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -85,6 +96,12 @@ func TestParseReplies(t *testing.T) {
 		{"destroy with a flag", "/destroy az-nixos --force", "`/destroy` takes no flags (got `--force`)."},
 		{"status with two vms", "/status a-vm b-vm", "`/status` takes one VM name, got 2 arguments."},
 		{"help with args", "/help me", "`/help` takes no arguments."},
+		{"switch near miss", "/swich az-nixos", "Unknown command `/swich`; did you mean `/switch`?"},
+		{"switch without vm", "/switch --ref main", "`/switch` needs a VM name, for example `/switch az-nixos`."},
+		{"switch bad ref", "/switch az-nixos --ref 'main..x'", "config-ref `main..x`: must be a branch or tag name"},
+		{"switch option as ref", "/switch az-nixos --ref=--upload-pack=x", "config-ref `--upload-pack=x`: must be a branch or tag name"},
+		{"switch has no deploy flags", "/switch az-nixos --size Standard_B4ms", "Unknown flag `--size` for `/switch`."},
+		{"switch flag hint", "/switch az-nixos --rev main", "Unknown flag `--rev` for `/switch`; did you mean `--ref`?"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -102,6 +119,15 @@ func TestParseReplies(t *testing.T) {
 				t.Errorf("Parse(%q) reply lacks the usage text", tc.body)
 			}
 		})
+	}
+}
+
+func TestUsageListsEveryCommand(t *testing.T) {
+	t.Parallel()
+	for _, c := range commands {
+		if !strings.Contains(Usage, "`/"+c) {
+			t.Errorf("Usage does not list /%s", c)
+		}
 	}
 }
 

@@ -318,6 +318,12 @@ func checkConfigRef(ref, repo string, cmd Command) error {
 	if repo == WorkspaceRepo || repo == "" {
 		return &FieldError{Input: "config-ref", Value: ref, Rule: "selects a revision of a config-repo URL; with config-repo . the checkout is used as it is (choose the revision with actions/checkout's ref)"}
 	}
+	return CheckConfigRef(ref)
+}
+
+// CheckConfigRef checks a branch or tag name by git's rules, or a full
+// commit hash (the bot's /switch --ref uses it too).
+func CheckConfigRef(ref string) error {
 	if commitRE.MatchString(ref) {
 		return nil
 	}
