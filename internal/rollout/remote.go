@@ -449,7 +449,11 @@ func (m Machine) Confirm(ctx context.Context, prev, new int) (Answer, error) {
 		a.Failed = true
 		a.ExitStatus, _ = strconv.Atoi(strings.TrimPrefix(line, "failed "))
 	default:
-		a.State = parseState(strings.TrimPrefix(line, "state "))
+		rest, ok := strings.CutPrefix(line, "state")
+		if !ok {
+			return Answer{}, fmt.Errorf("failed to confirm the switch: unexpected answer %q", line)
+		}
+		a.State = parseState(rest)
 	}
 	return a, nil
 }

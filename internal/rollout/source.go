@@ -74,22 +74,29 @@ func (g Git) FetchURL(ctx context.Context, dir, rawURL, ref string, auth SSHAuth
 // workflow's checkout) into dir. Git itself refuses a repository another
 // user owns ("detected dubious ownership", git's setup.c
 // ensure_valid_ownership) unless safe.directory names it in protected
-// configuration, which includes the command line: that is where it is
-// given, for this one directory.
+// configuration: the system or global file, or the command line. The
+// upload-pack that serves the fetch does not see the command line's, so a
+// global file of this run's own names the checkout and its .git (what
+// upload-pack opens), and nothing else.
 func (g Git) FetchWorkspace(ctx context.Context, dir, workspace string) (Source, error) {
 	abs, err := filepath.Abs(workspace)
 	if err != nil {
 		return Source{}, err
 	}
-	safe := "safe.directory=" + abs
-	head, err := g.run(ctx, nil, "-c", safe, "-C", abs, "rev-parse", "--verify", "HEAD^{commit}")
+	global := filepath.Join(filepath.Dir(dir), "workspace.gitconfig")
+	cfg := fmt.Sprintf("[safe]\n\tdirectory = %s\n\tdirectory = %s\n", abs, filepath.Join(abs, ".git"))
+	if err := os.WriteFile(global, []byte(cfg), 0o600); err != nil {
+		return Source{}, err
+	}
+	env := []string{"GIT_CONFIG_GLOBAL=" + global}
+	head, err := g.run(ctx, env, "-C", abs, "rev-parse", "--verify", "HEAD^{commit}")
 	if err != nil {
 		return Source{}, fmt.Errorf("failed to read the commit checked out in %s (is it a git checkout? add actions/checkout before this step): %w", abs, err)
 	}
 	if err := g.init(ctx, dir); err != nil {
 		return Source{}, err
 	}
-	if _, err := g.run(ctx, nil, "-c", safe, "-C", dir, "fetch", "--quiet", "--depth=1", "--", "file://"+abs, "HEAD"); err != nil {
+	if _, err := g.run(ctx, env, "-C", dir, "fetch", "--quiet", "--depth=1", "--", "file://"+abs, "HEAD"); err != nil {
 		return Source{}, fmt.Errorf("failed to fetch the checkout in %s: %w", abs, err)
 	}
 	src, err := g.source(ctx, dir)
