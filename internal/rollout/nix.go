@@ -118,7 +118,7 @@ func parsePathInfoJSON(b []byte) ([]PathInfo, error) {
 	}
 	out := make([]PathInfo, 0, len(list))
 	for _, i := range list {
-		out = append(out, PathInfo{Path: i.Path, NarSize: i.NarSize})
+		out = append(out, PathInfo(i))
 	}
 	SortPaths(out)
 	return out, nil

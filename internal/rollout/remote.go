@@ -208,11 +208,7 @@ func (m Machine) Missing(ctx context.Context, paths []string) ([]string, error) 
 	if err != nil {
 		return nil, fmt.Errorf("failed to ask the machine which store paths it lacks: %w", err)
 	}
-	var missing []string
-	for _, l := range strings.Fields(string(out)) {
-		missing = append(missing, l)
-	}
-	return missing, nil
+	return strings.Fields(string(out)), nil
 }
 
 // watchdogScript runs in the transient unit WatchdogUnit with the
