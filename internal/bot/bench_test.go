@@ -173,7 +173,7 @@ func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
 // BenchmarkAckPath is the CPU cost of acknowledging one delivery (verify,
 // triage, de-duplicate, enqueue), without the network.
 func BenchmarkAckPath(b *testing.B) {
-	h, err := NewHandler(Options{Clients: func(context.Context, int64, ghapi.Repo) (GitHub, error) {
+	h, err := NewHandler(Options{Self: "nixos-cloud-deploy[bot]", Clients: func(context.Context, int64, ghapi.Repo) (GitHub, error) {
 		return nil, errors.New("benchmark: no GitHub")
 	}})
 	if err != nil {

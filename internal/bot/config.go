@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +22,7 @@ type Mode int
 const (
 	ModeServe       Mode = iota + 1 // webhook server
 	ModeHandleEvent                 // one Actions event
+	ModeReport                      // the end of a run, reported by the run
 )
 
 // Config is the bot's validated configuration.
@@ -38,14 +40,23 @@ type Config struct {
 	AllowedUsers  []string
 	Workers       int
 	QueueSize     int
-	PollInterval  time.Duration
-	PollTimeout   time.Duration
 	ShutdownAfter time.Duration
+	// RedeliverEvery is how often serve looks for failed deliveries (App
+	// only).
+	RedeliverEvery time.Duration
+	// ActionsToken is true when the token is the workflow's GITHUB_TOKEN:
+	// the bot then comments as github-actions[bot].
+	ActionsToken bool
 
-	// handle-event mode, as GitHub Actions provides them.
+	// handle-event and report, as GitHub Actions provides them.
 	EventPath  string
 	EventName  string
 	Repository string
+	RunID      int64
+	// report: the deploy job's result and outputs.
+	Result  string
+	HostKey string
+	FQDN    string
 }
 
 // env holds the raw variables; every value is parsed by LoadConfig so that
@@ -67,15 +78,18 @@ type env struct {
 	AllowedUsers  string `env:"BOT_ALLOWED_USERS"`
 	Workers       string `env:"BOT_WORKERS, default=8"`
 	QueueSize     string `env:"BOT_QUEUE_SIZE, default=1000"`
-	PollInterval  string `env:"BOT_POLL_INTERVAL, default=15s"`
-	PollTimeout   string `env:"BOT_POLL_TIMEOUT, default=6h"`
 	ShutdownAfter string `env:"BOT_SHUTDOWN_TIMEOUT, default=30s"`
+	Redeliver     string `env:"BOT_REDELIVER_INTERVAL, default=2m"`
+	Result        string `env:"BOT_DEPLOY_RESULT"`
+	HostKey       string `env:"BOT_SSH_HOST_KEY"`
+	FQDN          string `env:"BOT_FQDN"`
 
 	ActionsToken  string `env:"GITHUB_TOKEN"`
 	ActionsAPIURL string `env:"GITHUB_API_URL"`
 	Repository    string `env:"GITHUB_REPOSITORY"`
 	EventPath     string `env:"GITHUB_EVENT_PATH"`
 	EventName     string `env:"GITHUB_EVENT_NAME"`
+	RunID         string `env:"GITHUB_RUN_ID"`
 }
 
 var (
@@ -99,17 +113,33 @@ func LoadConfig(ctx context.Context, mode Mode, lookup func(string) (string, boo
 		errs = append(errs, &config.FieldError{Input: name, Secret: true, Rule: rule})
 	}
 	c := Config{ListenAddr: e.ListenAddr, Workflow: e.Workflow, Ref: e.Ref, Token: e.Token,
-		EventPath: e.EventPath, EventName: e.EventName, Repository: e.Repository}
+		EventPath: e.EventPath, EventName: e.EventName, Repository: e.Repository,
+		Result: e.Result, HostKey: e.HostKey, FQDN: e.FQDN}
 
-	if mode == ModeHandleEvent {
+	if mode == ModeHandleEvent || mode == ModeReport {
 		// Inside GitHub Actions the job's own token and API URL are the
 		// natural defaults.
-		if c.Token == "" && e.AppID == "" {
-			c.Token = e.ActionsToken
+		if c.Token == "" && e.AppID == "" && e.ActionsToken != "" {
+			c.Token, c.ActionsToken = e.ActionsToken, true
 		}
 		if e.APIURL == "" {
 			e.APIURL = e.ActionsAPIURL
 		}
+	}
+	if mode == ModeReport {
+		if _, err := parseRepoVar(c.Repository); err != nil {
+			bad("GITHUB_REPOSITORY", c.Repository, "required for report: OWNER/NAME (GitHub Actions sets it)")
+		}
+		id, err := strconv.ParseInt(e.RunID, 10, 64)
+		if err != nil || id <= 0 {
+			bad("GITHUB_RUN_ID", e.RunID, "required for report: the run's numeric id (GitHub Actions sets it)")
+		}
+		c.RunID = id
+		if !slices.Contains(jobResults, c.Result) {
+			bad("BOT_DEPLOY_RESULT", c.Result, "required for report: the deploy job's result, ${{ needs.deploy.result }}: "+strings.Join(jobResults, ", "))
+		}
+	}
+	if mode == ModeHandleEvent {
 		if c.EventPath == "" {
 			bad("GITHUB_EVENT_PATH", "", "required for handle-event: the path of the event payload (GitHub Actions sets it)")
 		}
@@ -149,7 +179,7 @@ func LoadConfig(ctx context.Context, mode Mode, lookup func(string) (string, boo
 		c.AppPrivateKey = []byte(strings.ReplaceAll(e.AppKey, `\n`, "\n"))
 	case c.Token == "":
 		want := "BOT_GITHUB_TOKEN (or BOT_GITHUB_APP_ID and BOT_GITHUB_APP_PRIVATE_KEY)"
-		if mode == ModeHandleEvent {
+		if mode != ModeServe {
 			want = "GITHUB_TOKEN (pass `env: GITHUB_TOKEN: ${{ github.token }}`), BOT_GITHUB_TOKEN, or BOT_GITHUB_APP_ID and BOT_GITHUB_APP_PRIVATE_KEY"
 		}
 		bad("BOT_GITHUB_TOKEN", "", "no GitHub credentials: set "+want)
@@ -175,9 +205,8 @@ func LoadConfig(ctx context.Context, mode Mode, lookup func(string) (string, boo
 		return d
 	}
 	c.MaxCommentAge = dur("BOT_MAX_COMMENT_AGE", e.MaxCommentAge, time.Second)
-	c.PollInterval = dur("BOT_POLL_INTERVAL", e.PollInterval, time.Second)
-	c.PollTimeout = dur("BOT_POLL_TIMEOUT", e.PollTimeout, time.Minute)
 	c.ShutdownAfter = dur("BOT_SHUTDOWN_TIMEOUT", e.ShutdownAfter, time.Second)
+	c.RedeliverEvery = dur("BOT_REDELIVER_INTERVAL", e.Redeliver, 10*time.Second)
 	num := func(name, v string, lo, hi int) int {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < lo || n > hi {
@@ -193,7 +222,7 @@ func LoadConfig(ctx context.Context, mode Mode, lookup func(string) (string, boo
 		k       chatops.Kind
 	}{{"BOT_PERMISSION_DEPLOY", e.PermDeploy, chatops.Deploy}, {"BOT_PERMISSION_STATUS", e.PermStatus, chatops.Status}, {"BOT_PERMISSION_DESTROY", e.PermDestroy, chatops.Destroy}, {"BOT_PERMISSION_SWITCH", e.PermSwitch, chatops.Switch}} {
 		if _, ok := permissionRank[p.v]; !ok || p.v == "none" {
-			bad(p.name, p.v, "must be read, triage, write, maintain or admin")
+			bad(p.name, p.v, "must be a repository role: read, triage, write, maintain or admin")
 		}
 		c.Permissions[p.k] = p.v
 	}

@@ -31,7 +31,7 @@ func TestLoadConfig(t *testing.T) {
 		APIURL: "https://ghes.example.com/api/v3", Workflow: "deploy.yml", MaxCommentAge: 5 * time.Minute,
 		Permissions:  map[chatops.Kind]string{chatops.Deploy: "write", chatops.Status: "write", chatops.Destroy: "maintain", chatops.Switch: "maintain"},
 		AllowedUsers: []string{"octocat", "hubot"}, Workers: 8, QueueSize: 1000,
-		PollInterval: 15 * time.Second, PollTimeout: 6 * time.Hour, ShutdownAfter: 30 * time.Second,
+		ShutdownAfter: 30 * time.Second, RedeliverEvery: 2 * time.Minute,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("LoadConfig() mismatch (-want +got):\n%s", diff)
@@ -47,8 +47,28 @@ func TestLoadConfigHandleEventUsesActionsVariables(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Token != "ghs_x" || got.APIURL != "https://api.github.com" || got.EventName != "issue_comment" || got.Repository != "octo-org/infra" {
+	if got.Token != "ghs_x" || !got.ActionsToken || got.APIURL != "https://api.github.com" || got.EventName != "issue_comment" || got.Repository != "octo-org/infra" {
 		t.Errorf("LoadConfig() = %+v", got)
+	}
+}
+
+func TestLoadConfigReport(t *testing.T) {
+	t.Parallel()
+	base := map[string]string{"GITHUB_TOKEN": "ghs_x", "GITHUB_REPOSITORY": "octo-org/infra", "GITHUB_RUN_ID": "42",
+		"BOT_DEPLOY_RESULT": "success", "BOT_SSH_HOST_KEY": "h ssh-ed25519 AAAA", "BOT_FQDN": "h.example"}
+	got, err := LoadConfig(context.Background(), ModeReport, lookup(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.RunID != 42 || got.Result != "success" || got.HostKey != "h ssh-ed25519 AAAA" || got.FQDN != "h.example" || !got.ActionsToken {
+		t.Errorf("LoadConfig() = %+v", got)
+	}
+	bad := map[string]string{"GITHUB_TOKEN": "ghs_x", "GITHUB_RUN_ID": "latest", "BOT_DEPLOY_RESULT": "ok"}
+	_, err = LoadConfig(context.Background(), ModeReport, lookup(bad))
+	for _, want := range []string{`GITHUB_RUN_ID "latest"`, `BOT_DEPLOY_RESULT "ok": required for report`, "GITHUB_REPOSITORY"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v lacks %q", err, want)
+		}
 	}
 }
 
@@ -72,7 +92,7 @@ func TestLoadConfigErrorsNameTheVariable(t *testing.T) {
 			"BOT_ALLOWED_USERS": "ok,not a login!",
 		}, []string{
 			`BOT_MAX_COMMENT_AGE "10 minutes": must be a Go duration`, `BOT_WORKFLOW "deploy": must be the file name`,
-			`BOT_PERMISSION_DEPLOY "push": must be read, triage, write, maintain or admin`, `BOT_WORKERS "0"`,
+			`BOT_PERMISSION_DEPLOY "push": must be a repository role: read, triage, write, maintain or admin`, `BOT_WORKERS "0"`,
 			`BOT_GITHUB_API_URL "ghes.example.com"`, `BOT_LISTEN_ADDR "8080"`, `BOT_ALLOWED_USERS "login!"`,
 		}},
 		{"app id not a number", ModeServe, map[string]string{"BOT_WEBHOOK_SECRET": "s", "BOT_GITHUB_APP_ID": "my-app", "BOT_GITHUB_APP_PRIVATE_KEY": testPEM},

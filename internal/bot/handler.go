@@ -3,9 +3,12 @@
 // status comment up to date until the run ends.
 //
 // One code path serves both ways to run it: Server (webhooks of a GitHub
-// App) and Handler.HandleEvent plus Handler.Follow (a step in an
-// issue_comment workflow). Nothing with a side effect happens before the
-// signature (Server), the parse and the commenter's permission are checked.
+// App, with Redeliverer asking GitHub again for what it failed to take) and
+// Handler.HandleEvent plus Handler.Report (steps of the workflows
+// chatops.yml and chatops-deploy.yml). Nothing with a side effect happens
+// before the signature (Server), the parse and the commenter's role are
+// checked. The bot's state is its own comments in GitHub: only comments
+// written by the bot's own login count.
 package bot
 
 import (
@@ -38,7 +41,7 @@ type GitHub interface {
 	Dispatch(ctx context.Context, repo ghapi.Repo, d ghapi.DispatchRequest) (ghapi.Dispatched, error)
 	Run(ctx context.Context, repo ghapi.Repo, id int64) (ghapi.Run, error)
 	Runs(ctx context.Context, repo ghapi.Repo, workflow string, n int) ([]ghapi.Run, error)
-	Notices(ctx context.Context, repo ghapi.Repo, runID int64) (map[string]string, error)
+	Annotations(ctx context.Context, repo ghapi.Repo, runID int64) ([]ghapi.Annotation, error)
 }
 
 var _ GitHub = (*ghapi.Client)(nil)
@@ -53,12 +56,23 @@ type Options struct {
 	Workflow      string // deploy workflow file name
 	Ref           string // "" = the repository's default branch
 	MaxCommentAge time.Duration
-	// Permissions is the repository permission each command needs
-	// (read, triage, write, maintain, admin). Help and usage answers use
+	// Permissions is the repository role each command needs (read,
+	// triage, write, maintain, admin). Help and usage answers use
 	// Status's.
 	Permissions  map[chatops.Kind]string
-	AllowedUsers []string // empty: anyone with the permission
-	Self         string   // the bot's own login, ignored like any bot
+	AllowedUsers []string // empty: anyone with the role
+	// Self is the login the bot's comments are written by: the App's
+	// "<slug>[bot]", "github-actions[bot]" for a workflow's GITHUB_TOKEN,
+	// or a token's user. Required: only comments by Self carry state; a
+	// marker in anyone else's comment is text.
+	Self string
+	// FirstAttempt returns when GitHub first tried to deliver a webhook
+	// (by its X-GitHub-Delivery), or the zero time when it does not know.
+	// A command the bot failed to take in time (a 503, a crash) and got
+	// again through a redelivery is measured from then, not from now.
+	// nil: every command is measured from now.
+	// notBefore is the comment's creation: no attempt can be older.
+	FirstAttempt func(ctx context.Context, delivery string, notBefore time.Time) (time.Time, error)
 	Now          func() time.Time
 	Logger       *slog.Logger
 }
@@ -86,6 +100,9 @@ type Handler struct {
 func NewHandler(o Options) (*Handler, error) {
 	if o.Clients == nil {
 		return nil, errors.New("bot: no GitHub client")
+	}
+	if o.Self == "" {
+		return nil, errors.New("bot: no identity: the login the bot comments as is needed to tell its comments from forgeries")
 	}
 	if o.Workflow == "" {
 		o.Workflow = "deploy.yml"
@@ -125,6 +142,12 @@ var handledEvents = []string{"issue_comment", "workflow_run", "workflow_job"}
 
 // HandleEvent handles one webhook or Actions event payload.
 func (h *Handler) HandleEvent(ctx context.Context, event string, payload []byte, log *slog.Logger) (Outcome, error) {
+	return h.handle(ctx, event, "", payload, log)
+}
+
+// handle is HandleEvent for a webhook delivery (its X-GitHub-Delivery, or
+// "" outside webhooks).
+func (h *Handler) handle(ctx context.Context, event, delivery string, payload []byte, log *slog.Logger) (Outcome, error) {
 	if log == nil {
 		log = h.o.Logger
 	}
@@ -137,7 +160,7 @@ func (h *Handler) HandleEvent(ctx context.Context, event string, payload []byte,
 	}
 	switch e := ev.(type) {
 	case *github.IssueCommentEvent:
-		return h.onComment(ctx, e, log)
+		return h.onComment(ctx, e, delivery, log)
 	case *github.WorkflowRunEvent:
 		repo, gh, err := h.client(ctx, e.GetInstallation().GetID(), e.GetRepo())
 		if err != nil {
@@ -146,7 +169,7 @@ func (h *Handler) HandleEvent(ctx context.Context, event string, payload []byte,
 		run := ghapi.RunFrom(e.GetWorkflowRun())
 		_, _, _, ours := parseRunName(run.Title)
 		h.runs.set(run.ID, ours)
-		return h.track(ctx, gh, repo, run, nil, log)
+		return h.track(ctx, gh, repo, run, nil, nil, log)
 	case *github.WorkflowJobEvent:
 		j := e.GetWorkflowJob()
 		if ours, known := h.runs.get(j.GetRunID()); known && !ours {
@@ -164,7 +187,7 @@ func (h *Handler) HandleEvent(ctx context.Context, event string, payload []byte,
 		}
 		_, _, _, ours := parseRunName(run.Title)
 		h.runs.set(run.ID, ours)
-		return h.track(ctx, gh, repo, run, jobFrom(j), log)
+		return h.track(ctx, gh, repo, run, jobFrom(j), nil, log)
 	}
 	return ignored("event %q is not handled", event)
 }
@@ -240,26 +263,32 @@ func decodeCommentHead(payload []byte) (commentHead, error) {
 	return head, nil
 }
 
-func (h *Handler) triageComment(action, login, userType, body string, created time.Time) (chatops.Result, string) {
+// triageComment decides what a comment is without any API call. A command
+// older than MaxCommentAge is stale: it is refused unless the bot itself
+// failed to take it in time (see FirstAttempt), which only the caller can
+// find out.
+func (h *Handler) triageComment(action, login, userType, body string, created time.Time) (res chatops.Result, reason string, stale bool) {
 	switch {
 	case action != "created":
-		return nil, "comment " + action + ", only new comments act"
+		return nil, "comment " + action + ", only new comments act", false
 	case userType == "Bot":
-		return nil, "comment by a bot"
-	case h.o.Self != "" && strings.EqualFold(login, h.o.Self):
-		return nil, "comment by the bot itself"
-	case strings.Contains(body, markerPrefix):
-		return nil, "a comment of this bot"
+		return nil, "comment by a bot", false
+	case strings.EqualFold(login, h.o.Self):
+		return nil, "comment by the bot itself", false
 	}
-	res := chatops.Parse(body)
+	res = chatops.Parse(body)
 	if _, ok := res.(chatops.Ignore); ok {
-		return nil, "not a command"
+		return nil, "not a command", false
 	}
 	// A redelivery days later (or a queue that stalled) must not deploy.
 	if age := h.o.Now().Sub(created); age > h.o.MaxCommentAge {
-		return nil, fmt.Sprintf("stale comment: %v old, the limit is %v (BOT_MAX_COMMENT_AGE)", age.Round(time.Second), h.o.MaxCommentAge)
+		return res, h.staleReason(age), true
 	}
-	return res, ""
+	return res, "", false
+}
+
+func (h *Handler) staleReason(age time.Duration) string {
+	return fmt.Sprintf("stale comment: %v old, the limit is %v (BOT_MAX_COMMENT_AGE)", age.Round(time.Second), h.o.MaxCommentAge)
 }
 
 // Triage tells whether an event could make the bot act, without any API
@@ -301,19 +330,31 @@ func (h *Handler) Triage(event string, payload []byte) (act bool, reason string)
 			return false, "invalid JSON: " + err.Error()
 		}
 		c := head.Comment
-		res, why := h.triageComment(head.Action, c.User.Login, c.User.Type, c.Body, c.CreatedAt)
-		return res != nil, why
+		res, why, stale := h.triageComment(head.Action, c.User.Login, c.User.Type, c.Body, c.CreatedAt)
+		if stale && h.o.FirstAttempt != nil {
+			// Maybe a delivery the bot failed to take: the worker asks.
+			return true, ""
+		}
+		return res != nil && !stale, why
 	}
 	return false, fmt.Sprintf("event %q is not handled", event)
 }
 
-func (h *Handler) onComment(ctx context.Context, e *github.IssueCommentEvent, log *slog.Logger) (Outcome, error) {
+func (h *Handler) onComment(ctx context.Context, e *github.IssueCommentEvent, delivery string, log *slog.Logger) (Outcome, error) {
 	c := e.GetComment()
-	res, why := h.triageComment(e.GetAction(), c.GetUser().GetLogin(), c.GetUser().GetType(), c.GetBody(), c.GetCreatedAt().Time)
-	if res == nil {
-		if strings.HasPrefix(why, "stale") {
-			log.Warn("refused a stale command", "comment", c.GetID(), "reason", why)
+	res, why, stale := h.triageComment(e.GetAction(), c.GetUser().GetLogin(), c.GetUser().GetType(), c.GetBody(), c.GetCreatedAt().Time)
+	if stale {
+		ok, err := h.tookTooLong(ctx, delivery, c.GetCreatedAt().Time)
+		if err != nil {
+			log.Warn("could not learn when GitHub first sent the command", "comment", c.GetID(), "err", err)
 		}
+		if !ok {
+			log.Warn("refused a stale command", "comment", c.GetID(), "reason", why)
+			return ignored("%s", why)
+		}
+		log.Info("a command the bot failed to take in time, delivered again", "comment", c.GetID(), "delivery", delivery)
+	}
+	if res == nil {
 		return ignored("%s", why)
 	}
 	repo, gh, err := h.client(ctx, e.GetInstallation().GetID(), e.GetRepo())
@@ -382,7 +423,23 @@ func (h *Handler) onComment(ctx context.Context, e *github.IssueCommentEvent, lo
 	return out, fmt.Errorf("bot: unhandled parse result %#v", res)
 }
 
-// permissionRank orders GitHub repository permissions.
+// tookTooLong reports whether a stale command is one GitHub first sent
+// within MaxCommentAge of its creation: the bot answered 503 or was down,
+// and the command came back through a redelivery. GitHub does not
+// redeliver by itself ("Handling failed webhook deliveries"); the bot's
+// Redeliverer or a person asked for it.
+func (h *Handler) tookTooLong(ctx context.Context, delivery string, created time.Time) (bool, error) {
+	if h.o.FirstAttempt == nil || delivery == "" {
+		return false, nil
+	}
+	first, err := h.o.FirstAttempt(ctx, delivery, created.Add(-time.Minute))
+	if err != nil || first.IsZero() {
+		return false, err
+	}
+	return first.Sub(created) <= h.o.MaxCommentAge, nil
+}
+
+// permissionRank orders GitHub's base repository roles.
 var permissionRank = map[string]int{"none": 0, "read": 1, "triage": 2, "write": 3, "maintain": 4, "admin": 5}
 
 func (h *Handler) authorise(ctx context.Context, gh GitHub, repo ghapi.Repo, user string, kind chatops.Kind) (bool, string, error) {
@@ -406,6 +463,10 @@ func (h *Handler) authorise(ctx context.Context, gh GitHub, repo ghapi.Repo, use
 	cmd := "/" + kind.String()
 	return false, fmt.Sprintf("Sorry @%s, `%s` needs **%s** permission on %s; you have **%s**. Ask a maintainer to run it, or to grant you %s.", user, cmd, need, repo, have, need), nil
 }
+
+// mine reports whether the bot wrote a comment. GitHub sets a comment's
+// user from the token that created it: no one else can write as Self.
+func (h *Handler) mine(c ghapi.Comment) bool { return strings.EqualFold(c.User, h.o.Self) }
 
 // statusSlack widens "comments updated since": the status comment is
 // written a moment before the run exists, and clocks differ a little.
@@ -431,6 +492,9 @@ func (h *Handler) statusComments(ctx context.Context, gh GitHub, repo ghapi.Repo
 	}
 	var out []ghapi.Comment
 	for _, c := range cs {
+		if !h.mine(c) {
+			continue // anyone can write a marker; only the bot's own count
+		}
 		if st, ok := parseMarker(c.Body); ok && st.Comment == comment {
 			out = append(out, c)
 		}
@@ -521,13 +585,19 @@ func (h *Handler) dispatchFailed(ctx context.Context, gh GitHub, out Outcome, st
 	return cause
 }
 
-// track updates the status comment of the run's triggering comment.
-func (h *Handler) track(ctx context.Context, gh GitHub, repo ghapi.Repo, run ghapi.Run, job *jobInfo, log *slog.Logger) (Outcome, error) {
-	return h.trackNote(ctx, gh, repo, run, job, "", log)
+// HostFacts are the public facts of a successful deploy the status comment
+// shows, as the run's own outputs say them.
+type HostFacts struct {
+	HostKey string // a known_hosts line
+	FQDN    string
+	// Switched is a switch's outcome; only the action's notice has it.
+	Switched string
 }
 
-// trackNote is track with a closing remark under the status.
-func (h *Handler) trackNote(ctx context.Context, gh GitHub, repo ghapi.Repo, run ghapi.Run, job *jobInfo, note string, log *slog.Logger) (Outcome, error) {
+// track updates the status comment of the run's triggering comment. facts,
+// when not nil, come from the deploy job's outputs; otherwise a successful
+// deploy's are read from its notice annotations.
+func (h *Handler) track(ctx context.Context, gh GitHub, repo ghapi.Repo, run ghapi.Run, job *jobInfo, facts *HostFacts, log *slog.Logger) (Outcome, error) {
 	vm, issue, comment, ok := parseRunName(run.Title)
 	if !ok {
 		return ignored("run %d %q was not started by the bot", run.ID, run.Title)
@@ -557,19 +627,31 @@ func (h *Handler) trackNote(ctx context.Context, gh GitHub, repo ghapi.Repo, run
 		return out, nil
 	}
 	next := old.withRun(run, job)
-	next.Note = note
 	if stateRank(next.State) < stateRank(old.State) {
 		// Events arrive out of order; a comment never goes back.
 		out.Ignored = fmt.Sprintf("stale event: %s after %s", next.State, old.State)
 		return out, nil
 	}
-	if next.State == stateSucceeded && next.Command == "deploy" || terminal(next.State) && next.Command == "switch" {
+	wantHost := next.State == stateSucceeded && next.Command == "deploy"
+	wantSwitch := terminal(next.State) && next.Command == "switch"
+	if facts != nil && wantHost {
+		next.HostKey, next.FQDN = facts.HostKey, facts.FQDN
+		wantHost = false
+	}
+	if wantHost || wantSwitch {
 		// The action publishes the pinned host key, and a switch's
-		// outcome, as notice annotations.
-		if notices, err := gh.Notices(ctx, repo, run.ID); err != nil {
+		// outcome, as notice annotations; noticeFacts believes only its
+		// own.
+		if anns, err := gh.Annotations(ctx, repo, run.ID); err != nil {
 			log.Warn("failed to read the run's notices; the comment points to the summary", "err", err)
 		} else {
-			next.HostKey, next.FQDN, next.Switched = notices[NoticeHostKey], notices[NoticeFQDN], notices[NoticeSwitch]
+			f := noticeFacts(anns)
+			if wantHost {
+				next.HostKey, next.FQDN = f.HostKey, f.FQDN
+			}
+			if wantSwitch {
+				next.Switched = f.Switched
+			}
 		}
 	}
 	body := next.render()
@@ -655,62 +737,54 @@ func or(s, def string) string {
 	return s
 }
 
-// Follow polls a dispatched run until it completes, updating its status
-// comment on the way: handle-event mode has no workflow_run webhooks.
-func (h *Handler) Follow(ctx context.Context, out Outcome, every time.Duration, log *slog.Logger) (ghapi.Run, error) {
+// Report is the end of a run started by the bot in workflow mode, as the
+// run itself tells it (chatops-deploy.yml's last job): no workflow_run
+// webhook reaches a workflow, and a run started with a workflow's
+// GITHUB_TOKEN starts no workflow_run workflow either (docs, "Triggering a
+// workflow from a workflow"), so the run reports its own end.
+type Report struct {
+	Repo  ghapi.Repo
+	RunID int64
+	// Result is the deploy job's result: success, failure, cancelled or
+	// skipped (needs.<job>.result).
+	Result string
+	Facts  HostFacts // the deploy job's outputs; empty unless it succeeded
+}
+
+var jobResults = []string{"success", "failure", "cancelled", "skipped"}
+
+// Report updates the status comment of the reporting run to its end state.
+// A run the bot did not start, or one whose status comment tracks another
+// run, changes nothing.
+func (h *Handler) Report(ctx context.Context, r Report, log *slog.Logger) (Outcome, error) {
 	if log == nil {
 		log = h.o.Logger
 	}
-	gh, err := h.o.Clients(ctx, out.InstallationID, out.Repo)
+	if !slices.Contains(jobResults, r.Result) {
+		return Outcome{}, fmt.Errorf("job result %q: must be one of %s", r.Result, strings.Join(jobResults, ", "))
+	}
+	if r.Facts.HostKey != "" && !validKnownHostsLine(r.Facts.HostKey) {
+		return Outcome{}, fmt.Errorf("ssh-host-key output %q: not one known_hosts line", r.Facts.HostKey)
+	}
+	if r.Facts.FQDN != "" && !validFQDN(r.Facts.FQDN) {
+		return Outcome{}, fmt.Errorf("fqdn output %q: not a DNS name", r.Facts.FQDN)
+	}
+	gh, err := h.o.Clients(ctx, 0, r.Repo)
 	if err != nil {
-		return ghapi.Run{}, err
+		return Outcome{}, fmt.Errorf("failed to get a GitHub client for %s: %w", r.Repo, err)
 	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		run, err := gh.Run(ctx, out.Repo, out.RunID)
-		switch {
-		case err != nil && ctx.Err() != nil:
-			h.stoppedFollowing(ctx, gh, out, log)
-			return ghapi.Run{}, fmt.Errorf("stopped following run %d: %w", out.RunID, ctx.Err())
-		case err != nil:
-			log.Warn("failed to poll the run; retrying", "run", out.RunID, "err", err)
-		default:
-			if _, err := h.track(ctx, gh, out.Repo, run, nil, log); err != nil {
-				log.Warn("failed to update the status comment", "run", run.ID, "err", err)
-			}
-			if run.Completed() {
-				return run, nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			h.stoppedFollowing(ctx, gh, out, log)
-			return ghapi.Run{}, fmt.Errorf("stopped following run %d: %w", out.RunID, ctx.Err())
-		case <-t.C:
-		}
-	}
-}
-
-// stoppedFollowing says in the status comment that nobody updates it any
-// more (BOT_POLL_TIMEOUT, or the job was cancelled); the run goes on.
-func (h *Handler) stoppedFollowing(ctx context.Context, gh GitHub, out Outcome, log *slog.Logger) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
-	defer cancel()
-	run, err := gh.Run(ctx, out.Repo, out.RunID)
+	run, err := gh.Run(ctx, r.Repo, r.RunID)
 	if err != nil {
-		log.Warn("failed to get the run to close the status comment", "err", err)
-		return
+		return Outcome{}, err
 	}
-	if run.Completed() {
-		_, err = h.track(ctx, gh, out.Repo, run, nil, log)
-	} else {
-		note := fmt.Sprintf("The bot stopped following this run at %s UTC; the run goes on, and its page shows how it ends.", h.o.Now().UTC().Format("2006-01-02 15:04"))
-		_, err = h.trackNote(ctx, gh, out.Repo, run, nil, note, log)
+	// The run is still going (this job is part of it): its end is the
+	// deploy job's result, now.
+	run.Status, run.Conclusion, run.UpdatedAt = "completed", r.Result, h.o.Now()
+	if run.StartedAt.IsZero() {
+		run.StartedAt = run.CreatedAt
 	}
-	if err != nil {
-		log.Warn("failed to close the status comment", "err", err)
-	}
+	facts := r.Facts
+	return h.track(ctx, gh, r.Repo, run, nil, &facts, log)
 }
 
 // runCache is a bounded map of run id to "started by the bot".

@@ -15,15 +15,19 @@ import (
 
 var ctx = context.Background()
 
+// testHostKey is what the action's ssh-host-key output looks like.
+const testHostKey = "az-nixos.uksouth.cloudapp.azure.com,20.0.0.4 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+
 func TestDispatchWithRunDetailsAndFallback(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name   string
-		reject bool // the server refuses return_run_details (422)
+		reject int  // the server refuses return_run_details (400 or 422)
 		ignore bool // the server ignores it (204)
 	}{
 		{name: "run details"},
-		{name: "422 then correlation id", reject: true},
+		{name: "422 then correlation id", reject: 422},
+		{name: "GHES 400 then correlation id", reject: 400},
 		{name: "204 then correlation id", ignore: true},
 	}
 	for _, tc := range tests {
@@ -104,10 +108,10 @@ func TestStatusCommentThroughARun(t *testing.T) {
 		e.gh.SetRun(testRepo, id, s.status, s.conclusion, at)
 		if s.conclusion == "success" {
 			// What the action annotates on success.
-			e.gh.SetNotices(testRepo, id, map[string]string{
-				NoticeHostKey: "az-nixos.uksouth.cloudapp.azure.com,20.0.0.4 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
+			e.gh.SetAnnotations(testRepo, id, ghapitest.Notices(map[string]string{
+				NoticeHostKey: testHostKey,
 				NoticeFQDN:    "az-nixos.uksouth.cloudapp.azure.com",
-			})
+			})...)
 		}
 		var body []byte
 		if s.event == "workflow_run" {
@@ -131,7 +135,7 @@ func TestStatusCommentThroughARun(t *testing.T) {
 		}
 	}
 	final := e.botComments()[0]
-	if !strings.Contains(final.Body, "| Host key | `az-nixos.uksouth.cloudapp.azure.com,20.0.0.4 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl`") {
+	if !strings.Contains(final.Body, "| Host key | `"+testHostKey+"`") {
 		t.Errorf("the final comment lacks the host key line from the run's notices:\n%s", final.Body)
 	}
 	if final.Edits < 3 {
@@ -180,7 +184,7 @@ func TestSwitchThroughARun(t *testing.T) {
 				}
 			}
 			e.gh.SetRun(testRepo, out.RunID, "completed", tc.conclusion, e.now.Add(2*time.Minute))
-			e.gh.SetNotices(testRepo, out.RunID, map[string]string{NoticeSwitch: tc.notice})
+			e.gh.SetAnnotations(testRepo, out.RunID, ghapitest.Notices(map[string]string{NoticeSwitch: tc.notice})...)
 			if _, err := e.h.HandleEvent(ctx, "workflow_run", e.runEvent("completed", out.RunID), nil); err != nil {
 				t.Fatal(err)
 			}
@@ -455,47 +459,6 @@ func TestStatusCommand(t *testing.T) {
 	}
 }
 
-// TestFollowPollsToTheEnd is handle-event mode: dispatch, then poll the run
-// until it completes, editing the same comment.
-func TestFollowPollsToTheEnd(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t, nil)
-	c, payload := e.comment("/deploy az-nixos", time.Minute)
-	out, err := e.h.HandleEvent(ctx, "issue_comment", payload, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	polls := "GET /repos/{owner}/{repo}/actions/runs/{id}"
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		// Move the run on as the poller looks at it.
-		for e.gh.Calls(polls) < 1 {
-			time.Sleep(time.Millisecond)
-		}
-		e.gh.SetRun(testRepo, out.RunID, "in_progress", "", e.now)
-		for e.gh.Calls(polls) < 3 {
-			time.Sleep(time.Millisecond)
-		}
-		e.gh.SetRun(testRepo, out.RunID, "completed", "success", e.now.Add(20*time.Minute))
-	}()
-	run, err := e.h.Follow(ctx, out, time.Millisecond, nil)
-	<-done
-	if err != nil {
-		t.Fatal(err)
-	}
-	if run.Conclusion != "success" {
-		t.Errorf("Follow() = %+v, want a successful run", run)
-	}
-	bc := e.botComments()
-	if len(bc) != 1 || !strings.Contains(bc[0].Body, "Succeeded in 20m0s") {
-		t.Fatalf("bot comments = %+v", bc)
-	}
-	if diff := cmp.Diff([]string{"eyes", "rocket", "+1"}, e.reactions(c.ID)); diff != "" {
-		t.Errorf("reactions (-want +got):\n%s", diff)
-	}
-}
-
 func TestRenderGolden(t *testing.T) {
 	t.Parallel()
 	base := status{Comment: 123, Run: 456, VM: "az-nixos", Command: "deploy", Location: "uksouth", Size: "Standard_B4ms",
@@ -555,33 +518,5 @@ func TestRunNameRoundTrip(t *testing.T) {
 		if _, _, _, ok := parseRunName(bad); ok {
 			t.Errorf("parseRunName(%q) accepted", bad)
 		}
-	}
-}
-
-// TestFollowGivesUpVisibly: when following ends (BOT_POLL_TIMEOUT, or the
-// chatops job is cancelled) before the run does, the status comment says
-// that nobody updates it any more.
-func TestFollowGivesUpVisibly(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t, nil)
-	_, payload := e.comment("/deploy az-nixos", time.Minute)
-	out, err := e.h.HandleEvent(ctx, "issue_comment", payload, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.gh.SetRun(testRepo, out.RunID, "in_progress", "", e.now)
-	fctx, cancel := context.WithCancel(ctx)
-	go func() {
-		for e.gh.Calls("GET /repos/{owner}/{repo}/actions/runs/{id}") < 2 {
-			time.Sleep(time.Millisecond)
-		}
-		cancel()
-	}()
-	if _, err := e.h.Follow(fctx, out, time.Millisecond, nil); err == nil {
-		t.Fatal("Follow() returned no error after its context ended")
-	}
-	bc := e.botComments()
-	if len(bc) != 1 || !strings.Contains(bc[0].Body, "The bot stopped following this run") || !strings.Contains(bc[0].Body, "in progress") {
-		t.Fatalf("bot comments = %+v", bc)
 	}
 }

@@ -91,6 +91,9 @@ func (e *testEnv) handler(o Options) *Handler {
 	o.Clients = func(ctx context.Context, inst int64, repo ghapi.Repo) (GitHub, error) {
 		return p.Client(ctx, inst, repo)
 	}
+	if o.Self == "" {
+		o.Self = e.gh.Login // the token's user writes the bot's comments
+	}
 	if o.Workflow == "" {
 		o.Workflow = "deploy.yml"
 	}
@@ -118,7 +121,7 @@ func (e *testEnv) comment(body string, age time.Duration) (ghapitest.Comment, []
 func (e *testEnv) botComments() []ghapitest.Comment {
 	var out []ghapitest.Comment
 	for _, c := range e.gh.Comments(testRepo, 1) {
-		if strings.Contains(c.Body, markerPrefix) {
+		if c.User == e.gh.Login && strings.Contains(c.Body, markerPrefix) {
 			out = append(out, c)
 		}
 	}

@@ -1,13 +1,13 @@
 package bot
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -16,8 +16,20 @@ import (
 	"time"
 )
 
-// maxPayload is GitHub's cap on webhook payloads (25 MB).
-const maxPayload = 25 << 20
+// maxPayload caps a delivery's body. GitHub caps payloads at 25 MB (docs,
+// "Webhook events and payloads": larger ones are not delivered), but the
+// events the bot accepts are far smaller: an issue_comment payload carries
+// two bodies of at most 65,536 characters (the comment and its issue; a
+// longer one is refused with "Body is too long (maximum is 65536
+// characters)"), at most about 800 KB even if every character were a
+// six-byte JSON escape, plus a few kilobytes of repository and user
+// objects; workflow_run and workflow_job payloads are tens of kilobytes.
+// Anything larger is refused before the signature check reads it all.
+const maxPayload = 1 << 20
+
+// maxReading bounds how many bodies are read at once, so that unsigned
+// posts cost at most maxReading*maxPayload of memory however many arrive.
+const maxReading = 32
 
 // ServerOptions configure a Server.
 type ServerOptions struct {
@@ -37,6 +49,8 @@ type Server struct {
 	log   *slog.Logger
 	seen  *deliveries
 	queue *queue
+	// reading holds a token per body being read (maxReading).
+	reading chan struct{}
 }
 
 // NewServer starts the workers. Call Drain (or Serve) to stop them.
@@ -56,7 +70,7 @@ func NewServer(h *Handler, o ServerOptions) (*Server, error) {
 	if o.Logger == nil {
 		o.Logger = h.o.Logger
 	}
-	s := &Server{h: h, o: o, log: o.Logger, seen: newDeliveries(o.Deliveries)}
+	s := &Server{h: h, o: o, log: o.Logger, seen: newDeliveries(o.Deliveries), reading: make(chan struct{}, maxReading)}
 	s.queue = newQueue(o.Workers, o.QueueSize, s.work)
 	return s, nil
 }
@@ -100,13 +114,57 @@ func Sign(secret, body []byte) string {
 	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
 }
 
+// readBody reads a delivery's body, at most maxPayload bytes and at most
+// maxReading bodies at a time; the status says why it could not.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int) {
+	if r.ContentLength > maxPayload {
+		return nil, http.StatusRequestEntityTooLarge // not even read
+	}
+	t := time.NewTimer(readSlotWait)
+	defer t.Stop()
+	select {
+	case s.reading <- struct{}{}:
+		defer func() { <-s.reading }()
+	case <-t.C:
+		return nil, http.StatusServiceUnavailable
+	case <-r.Context().Done():
+		return nil, http.StatusServiceUnavailable
+	}
+	body := http.MaxBytesReader(w, r.Body, maxPayload)
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength)) // one allocation of the announced size
+	}
+	if _, err := buf.ReadFrom(body); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return nil, http.StatusRequestEntityTooLarge
+		}
+		return nil, http.StatusBadRequest
+	}
+	return buf.Bytes(), 0
+}
+
+// readSlotWait is how long a delivery waits for a free reading slot
+// before it is answered 503 (GitHub waits 10 s in all).
+const readSlotWait = 3 * time.Second
+
 func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 	delivery := r.Header.Get("X-GitHub-Delivery")
 	event := r.Header.Get("X-GitHub-Event")
 	log := s.log.With("delivery", delivery, "event", event)
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPayload))
-	if err != nil {
-		http.Error(w, "payload too large or unreadable", http.StatusRequestEntityTooLarge)
+	body, status := s.readBody(w, r)
+	switch status {
+	case 0:
+	case http.StatusRequestEntityTooLarge:
+		http.Error(w, fmt.Sprintf("payload larger than %d bytes", maxPayload), status)
+		return
+	case http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", "10")
+		http.Error(w, "busy, redeliver later", status)
+		return
+	default:
+		http.Error(w, "unreadable body", status)
 		return
 	}
 	// Nothing is parsed, remembered or logged from the body before this.
@@ -150,7 +208,7 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 func (s *Server) work(ctx context.Context, j job) {
 	log := s.log.With("delivery", j.delivery, "event", j.event)
 	start := time.Now()
-	out, err := s.h.HandleEvent(ctx, j.event, j.payload, log)
+	out, err := s.h.handle(ctx, j.event, j.delivery, j.payload, log)
 	switch {
 	case err != nil:
 		log.Error("failed to handle the event", "err", err, "took", time.Since(start))

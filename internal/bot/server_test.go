@@ -153,7 +153,7 @@ func TestFullQueueAndDrain(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
 	var handled atomic.Int64
-	h, err := NewHandler(Options{Workflow: "deploy.yml", Clients: func(ctx context.Context, _ int64, _ ghapi.Repo) (GitHub, error) {
+	h, err := NewHandler(Options{Workflow: "deploy.yml", Self: "nixos-cloud-deploy[bot]", Clients: func(ctx context.Context, _ int64, _ ghapi.Repo) (GitHub, error) {
 		select {
 		case <-release:
 		case <-ctx.Done():

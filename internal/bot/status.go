@@ -73,19 +73,11 @@ type status struct {
 	Job, Step string
 	Duration  time.Duration
 	Detail    string // conclusion or error
-	Note      string // a closing remark, such as the bot giving up following
 	// HostKey and FQDN come from the run's notice annotations, once it
 	// succeeded (not kept in the marker); Switched is a switch's outcome
 	// (generation, closure diff summary), once it ended.
 	HostKey, FQDN, Switched string
 }
-
-// Titles of the notice annotations the action writes on success.
-const (
-	NoticeHostKey = "ssh-host-key"
-	NoticeFQDN    = "fqdn"
-	NoticeSwitch  = "switch"
-)
 
 var markerKeys = []string{"comment", "run", "vm", "command", "location", "size", "image", "channel", "user", "state", "ref", "dryrun"}
 
@@ -298,9 +290,6 @@ func (s status) render() string {
 		fmt.Fprintf(&b, "| Location, size | `%s`, `%s` |\n| Image | `%s` |\n| Channel | `%s` |\n", s.Location, s.Size, s.Image, s.Channel)
 	}
 	fmt.Fprintf(&b, "| Asked by | @%s |\n", s.User)
-	if s.Note != "" {
-		fmt.Fprintf(&b, "\n_%s_\n", s.Note)
-	}
 	return b.String()
 }
 

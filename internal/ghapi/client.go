@@ -5,6 +5,7 @@
 package ghapi
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -42,14 +43,20 @@ type Options struct {
 	Token      string // secret
 	AppID      int64
 	PrivateKey []byte // PEM; secret
-	// HTTPClient carries the transport (timeouts, proxies); nil means a
-	// client with a 30 s timeout.
+	// HTTPClient carries the transport (proxies) and the timeout of one
+	// attempt; nil means the default transport and 30 s.
 	HTTPClient *http.Client
 	UserAgent  string
 	// RunLookup bounds the fallback search for a dispatched run when the
 	// server does not return run details (see Dispatch).
 	RunLookupInterval time.Duration // default 2 s
 	RunLookupTimeout  time.Duration // default 60 s
+	// MaxRateLimitWait is the longest a request waits out a rate limit
+	// before it fails (default 5 minutes).
+	MaxRateLimitWait time.Duration
+	// Wait pauses between attempts; nil means a timer (tests record the
+	// pauses instead of sleeping).
+	Wait func(ctx context.Context, d time.Duration) error
 }
 
 // Provider hands out Clients: one shared client for a token, one per
@@ -79,6 +86,12 @@ func NewProvider(o Options) (*Provider, error) {
 	if o.RunLookupTimeout <= 0 {
 		o.RunLookupTimeout = 60 * time.Second
 	}
+	if o.MaxRateLimitWait <= 0 {
+		o.MaxRateLimitWait = 5 * time.Minute
+	}
+	if o.Wait == nil {
+		o.Wait = sleep
+	}
 	p := &Provider{opts: o, byInst: map[int64]*Client{}, byRepo: map[Repo]int64{}}
 	switch {
 	case o.Token != "":
@@ -95,14 +108,14 @@ func NewProvider(o Options) (*Provider, error) {
 		if err != nil {
 			return nil, err
 		}
-		atr, err := ghinstallation.NewAppsTransport(transport(o.HTTPClient.Transport), o.AppID, o.PrivateKey)
+		atr, err := ghinstallation.NewAppsTransport(p.transport(o.HTTPClient.Transport), o.AppID, o.PrivateKey)
 		if err != nil {
 			// The ghinstallation error may quote PEM parsing detail, never the key.
 			return nil, errors.New("failed to read the GitHub App private key: it must be the PEM file GitHub generated for the App (-----BEGIN RSA PRIVATE KEY-----)")
 		}
 		atr.BaseURL = strings.TrimSuffix(gh.BaseURL.String(), "/")
 		p.apps = atr
-		p.base = github.NewClient(&http.Client{Transport: atr, Timeout: o.HTTPClient.Timeout})
+		p.base = github.NewClient(&http.Client{Transport: atr})
 		p.base.BaseURL, p.base.UploadURL = gh.BaseURL, gh.UploadURL
 		p.setUA(p.base)
 	default:
@@ -111,42 +124,102 @@ func NewProvider(o Options) (*Provider, error) {
 	return p, nil
 }
 
-func transport(t http.RoundTripper) http.RoundTripper {
+func (p *Provider) transport(t http.RoundTripper) http.RoundTripper {
 	if t == nil {
 		t = http.DefaultTransport
 	}
-	return drain{retry{next: t, wait: time.Second}}
+	// The client has no overall timeout (a rate limit may be waited out
+	// for minutes); each attempt has one instead.
+	t = attemptTimeout{next: t, d: p.opts.HTTPClient.Timeout}
+	return drain{&retry{next: t, pause: time.Second, maxWait: p.opts.MaxRateLimitWait, wait: p.opts.Wait}}
 }
 
-// retry repeats idempotent requests (GET, PATCH of a comment body, DELETE)
-// that met a 5xx or a secondary rate limit, twice, after Retry-After (at
-// most 10 s) or a growing pause. A dispatch or a new comment is never
-// repeated: a retry could run the deploy twice.
-type retry struct {
+// attemptTimeout bounds one request, until its body is closed.
+type attemptTimeout struct {
 	next http.RoundTripper
-	wait time.Duration
+	d    time.Duration
 }
 
-func (rt retry) RoundTrip(r *http.Request) (*http.Response, error) {
+func (a attemptTimeout) RoundTrip(r *http.Request) (*http.Response, error) {
+	if a.d <= 0 {
+		return a.next.RoundTrip(r)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), a.d)
+	resp, err := a.next.RoundTrip(r.WithContext(ctx))
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
+	return resp, nil
+}
+
+type cancelBody struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b *cancelBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
+}
+
+// retry repeats a request that GitHub refused for a rate limit, and an
+// idempotent one (GET, HEAD, PATCH of a comment body, DELETE) that met a
+// 5xx. A POST that failed with a 5xx is never repeated: it may have taken
+// effect, and a second dispatch would run the deploy twice.
+//
+// Rate limits, as "Rate limits for the REST API" ("Exceeding the rate
+// limit") tells clients to handle them: a 403 or 429 that is a primary
+// limit (x-ratelimit-remaining: 0) waits until x-ratelimit-reset; a
+// secondary limit waits retry-after seconds when given, else at least a
+// minute, growing exponentially. A rate-limited request was refused before
+// it did anything, so any method is repeated, as octokit's
+// plugin-throttling does. A wait longer than maxWait is not made: the
+// error goes to the caller.
+type retry struct {
+	next    http.RoundTripper
+	pause   time.Duration // first pause after a 5xx
+	maxWait time.Duration
+	wait    func(context.Context, time.Duration) error
+}
+
+// rateLimitRetries is how often a rate-limited request is repeated.
+const rateLimitRetries = 3
+
+func (rt *retry) RoundTrip(r *http.Request) (*http.Response, error) {
 	idempotent := r.Method == "GET" || r.Method == "PATCH" || r.Method == "DELETE" || r.Method == "HEAD"
-	for attempt := 0; ; attempt++ {
+	serverErrors, limited := 0, 0
+	for {
 		resp, err := rt.next.RoundTrip(r)
-		if !idempotent || attempt == 2 || err != nil || !(resp.StatusCode >= 500 || resp.StatusCode == 429) {
+		if err != nil {
 			return resp, err
 		}
-		if r.Body != nil && r.GetBody == nil {
+		var pause time.Duration
+		switch d, ok := rateLimitWait(resp, limited); {
+		case ok:
+			if limited == rateLimitRetries || d > rt.maxWait {
+				return resp, nil
+			}
+			limited++
+			pause = d
+		case resp.StatusCode >= 500 && idempotent && serverErrors < 2:
+			pause = rt.pause << serverErrors
+			if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
+				pause = min(time.Duration(s)*time.Second, 10*time.Second)
+			}
+			serverErrors++
+		default:
 			return resp, nil
 		}
-		pause := rt.wait << attempt
-		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
-			pause = min(time.Duration(s)*time.Second, 10*time.Second)
+		if r.Body != nil && r.Body != http.NoBody && r.GetBody == nil {
+			return resp, nil // the body cannot be sent again
 		}
 		_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
 		resp.Body.Close()
-		select {
-		case <-r.Context().Done():
-			return nil, r.Context().Err()
-		case <-time.After(pause):
+		if err := rt.wait(r.Context(), pause); err != nil {
+			return nil, err
 		}
 		if r.GetBody != nil {
 			body, err := r.GetBody()
@@ -156,6 +229,53 @@ func (rt retry) RoundTrip(r *http.Request) (*http.Response, error) {
 			r = r.Clone(r.Context())
 			r.Body = body
 		}
+	}
+}
+
+// rateLimitWait tells whether resp is a rate limit and how long to wait
+// before the next attempt (the n-th repetition, from 0).
+func rateLimitWait(resp *http.Response, n int) (time.Duration, bool) {
+	if resp.StatusCode != http.StatusForbidden && resp.StatusCode != http.StatusTooManyRequests {
+		return 0, false
+	}
+	h := resp.Header
+	if s, err := strconv.Atoi(h.Get("Retry-After")); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second, true
+	}
+	if h.Get("X-Ratelimit-Remaining") == "0" {
+		if reset, err := strconv.ParseInt(h.Get("X-Ratelimit-Reset"), 10, 64); err == nil {
+			// One second more: the reset time is whole seconds.
+			return max(time.Until(time.Unix(reset, 0))+time.Second, 0), true
+		}
+		return time.Minute << n, true
+	}
+	if resp.StatusCode == http.StatusTooManyRequests || secondaryLimit(resp) {
+		return time.Minute << n, true
+	}
+	return 0, false // a 403 for a missing permission
+}
+
+// secondaryLimit tells a 403 for a secondary rate limit from one for a
+// missing permission: only the message does ("You have exceeded a secondary
+// rate limit"). The body is read (at most 64 KiB) and put back.
+func secondaryLimit(resp *http.Response) bool {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(b), resp.Body), resp.Body}
+	low := bytes.ToLower(b)
+	return bytes.Contains(low, []byte("secondary rate limit")) || bytes.Contains(low, []byte("abuse"))
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 
@@ -185,11 +305,11 @@ func (p *Provider) setUA(gh *github.Client) {
 }
 
 func (p *Provider) newGitHub(t http.RoundTripper, wrap func(http.RoundTripper) http.RoundTripper) (*github.Client, error) {
-	t = transport(t)
+	t = p.transport(t)
 	if wrap != nil {
 		t = wrap(t)
 	}
-	gh := github.NewClient(&http.Client{Transport: t, Timeout: p.opts.HTTPClient.Timeout})
+	gh := github.NewClient(&http.Client{Transport: t})
 	if p.opts.APIURL != "" {
 		var err error
 		// WithEnterpriseURLs appends /api/v3/ unless the URL already ends
@@ -229,7 +349,7 @@ func (p *Provider) Client(ctx context.Context, installationID int64, repo Repo) 
 		return c, nil
 	}
 	itr := ghinstallation.NewFromAppsTransport(p.apps, installationID)
-	gh := github.NewClient(&http.Client{Transport: itr, Timeout: p.opts.HTTPClient.Timeout})
+	gh := github.NewClient(&http.Client{Transport: itr})
 	gh.BaseURL, gh.UploadURL = p.base.BaseURL, p.base.UploadURL
 	p.setUA(gh)
 	c := p.wrap(gh)
@@ -285,9 +405,18 @@ type Client struct {
 
 // StatusCode is the HTTP status of a GitHub API error, or 0.
 func StatusCode(err error) int {
-	var er *github.ErrorResponse
-	if errors.As(err, &er) && er.Response != nil {
+	var (
+		er  *github.ErrorResponse
+		rl  *github.RateLimitError
+		arl *github.AbuseRateLimitError
+	)
+	switch {
+	case errors.As(err, &er) && er.Response != nil:
 		return er.Response.StatusCode
+	case errors.As(err, &rl) && rl.Response != nil:
+		return rl.Response.StatusCode
+	case errors.As(err, &arl) && arl.Response != nil:
+		return arl.Response.StatusCode
 	}
 	return 0
 }

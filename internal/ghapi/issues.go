@@ -3,6 +3,8 @@ package ghapi
 import (
 	"context"
 	"fmt"
+	"net/url"
+	"slices"
 	"time"
 
 	"github.com/google/go-github/v62/github"
@@ -24,20 +26,62 @@ func commentFrom(c *github.IssueComment) Comment {
 	}
 }
 
-// Permission is the user's permission on the repository: admin, maintain,
-// write, triage, read or none.
+// permissionAnswer is the part of "Get repository permissions for a user"
+// the bot reads. go-github v62 decodes only the legacy permission, so the
+// request is made with NewRequest, as Dispatch does for its newer field.
+type permissionAnswer struct {
+	Permission string `json:"permission"`
+	RoleName   string `json:"role_name"`
+	User       struct {
+		Permissions map[string]bool `json:"permissions"`
+	} `json:"user"`
+}
+
+// Roles are the base repository roles, weakest first.
+var Roles = []string{"read", "triage", "write", "maintain", "admin"}
+
+// Permission is the user's base role on the repository: admin, maintain,
+// write, triage, read, or none when they are not a collaborator.
+//
+// "Get repository permissions for a user" (REST docs) has two fields: the
+// legacy permission, where "the maintain role is mapped to write and the
+// triage role is mapped to read", and role_name, "the full role name,
+// including custom roles". A built-in role_name is the answer. A custom
+// role inherits a base role, which the user's permissions flags (pull,
+// triage, push, maintain, admin) show; the legacy permission is the last
+// resort (a GitHub Enterprise Server that predates role_name).
 func (c *Client) Permission(ctx context.Context, repo Repo, user string) (string, error) {
-	p, _, err := c.gh.Repositories.GetPermissionLevel(ctx, repo.Owner, repo.Name, user)
+	u := fmt.Sprintf("repos/%s/%s/collaborators/%s/permission", url.PathEscape(repo.Owner), url.PathEscape(repo.Name), url.PathEscape(user))
+	req, err := c.gh.NewRequest("GET", u, nil)
 	if err != nil {
+		return "", fmt.Errorf("failed to build the permission request: %w", err)
+	}
+	var p permissionAnswer
+	if _, err := c.gh.Do(ctx, req, &p); err != nil {
 		if StatusCode(err) == 404 {
 			return "none", nil // not a collaborator at all
 		}
 		return "", fmt.Errorf("failed to get %q's permission on %s: %w", user, repo, err)
 	}
-	// permission is the legacy four-level value (admin, write, read, none);
-	// role_name, where the server sends it, also knows maintain and triage.
-	// go-github v62 does not decode role_name; permission is enough to rank.
-	return p.GetPermission(), nil
+	return baseRole(p), nil
+}
+
+func baseRole(p permissionAnswer) string {
+	if slices.Contains(Roles, p.RoleName) {
+		return p.RoleName
+	}
+	flags := map[string]string{"admin": "admin", "maintain": "maintain", "push": "write", "triage": "triage", "pull": "read"}
+	for i := len(Roles) - 1; i >= 0; i-- {
+		for flag, role := range flags {
+			if role == Roles[i] && p.User.Permissions[flag] {
+				return role
+			}
+		}
+	}
+	if slices.Contains(Roles, p.Permission) {
+		return p.Permission
+	}
+	return "none"
 }
 
 // React adds a reaction (eyes, rocket, +1, -1, ...) to an issue comment.

@@ -50,26 +50,40 @@ func (c *Client) Run(ctx context.Context, repo Repo, id int64) (Run, error) {
 	return RunFrom(w), nil
 }
 
-// Notices returns the notice annotations of a run's jobs, by title. The
-// deploy action publishes its public outputs (ssh-host-key, fqdn) as notice
+// Annotation is a check run annotation of one of a run's jobs.
+type Annotation struct {
+	Job     string // the job's name
+	Level   string // notice, warning, failure
+	Title   string
+	Message string
+}
+
+// Annotations returns the annotations of a run's jobs, job by job, in the
+// order GitHub lists them. A job's id is its check run's id. The deploy
+// action publishes its public outputs (ssh-host-key, fqdn) as notice
 // annotations because the REST API exposes neither step outputs nor step
-// summaries. A job's id is its check run's id.
-func (c *Client) Notices(ctx context.Context, repo Repo, runID int64) (map[string]string, error) {
+// summaries; what to believe of them is the caller's decision.
+func (c *Client) Annotations(ctx context.Context, repo Repo, runID int64) ([]Annotation, error) {
 	jobs, _, err := c.gh.Actions.ListWorkflowJobs(ctx, repo.Owner, repo.Name, runID,
 		&github.ListWorkflowJobsOptions{ListOptions: github.ListOptions{PerPage: 100}})
 	if err != nil {
 		return nil, fmt.Errorf("failed to list the jobs of workflow run %d: %w", runID, err)
 	}
-	out := map[string]string{}
+	var out []Annotation
 	for _, j := range jobs.Jobs {
-		anns, _, err := c.gh.Checks.ListCheckRunAnnotations(ctx, repo.Owner, repo.Name, j.GetID(), &github.ListOptions{PerPage: 100})
-		if err != nil {
-			return nil, fmt.Errorf("failed to list the annotations of job %d: %w", j.GetID(), err)
-		}
-		for _, a := range anns {
-			if a.GetAnnotationLevel() == "notice" && a.GetTitle() != "" {
-				out[a.GetTitle()] = a.GetMessage()
+		opts := &github.ListOptions{PerPage: 100}
+		for {
+			anns, resp, err := c.gh.Checks.ListCheckRunAnnotations(ctx, repo.Owner, repo.Name, j.GetID(), opts)
+			if err != nil {
+				return nil, fmt.Errorf("failed to list the annotations of job %d: %w", j.GetID(), err)
 			}
+			for _, a := range anns {
+				out = append(out, Annotation{Job: j.GetName(), Level: a.GetAnnotationLevel(), Title: a.GetTitle(), Message: a.GetMessage()})
+			}
+			if resp.NextPage == 0 {
+				break
+			}
+			opts.Page = resp.NextPage
 		}
 	}
 	return out, nil
@@ -129,8 +143,8 @@ type runDetails struct {
 // with 200 and the run's id
 // (https://github.blog/changelog/2026-02-19-workflow-dispatch-api-now-returns-run-ids).
 // go-github v62 predates the field, so the request is built with NewRequest.
-// A server that rejects the field (422, older GitHub Enterprise Server) gets
-// the classic request, and one that ignores it (204) is fine too: the run is
+// A server that rejects the field (400 or 422: older GitHub Enterprise
+// Server) gets the classic request, and one that ignores it (204) is fine too: the run is
 // then found by the correlation id in its run-name.
 func (c *Client) Dispatch(ctx context.Context, repo Repo, d DispatchRequest) (Dispatched, error) {
 	u := fmt.Sprintf("repos/%s/%s/actions/workflows/%s/dispatches", url.PathEscape(repo.Owner), url.PathEscape(repo.Name), url.PathEscape(d.Workflow))
@@ -145,9 +159,12 @@ func (c *Client) Dispatch(ctx context.Context, repo Repo, d DispatchRequest) (Di
 		return Dispatched{RunID: det.WorkflowRunID, HTMLURL: det.HTMLURL}, nil
 	case err == nil:
 		// 204: the server ignored return_run_details.
-	case StatusCode(err) == 422:
+	case StatusCode(err) == 422 || StatusCode(err) == 400:
 		// Either the server does not know return_run_details or the
-		// inputs are wrong; the classic request tells which.
+		// inputs are wrong; the classic request, sent once, tells which.
+		// GitHub Enterprise Server 3.19 and older answer 400
+		// ("\"return_run_details\" is not a permitted key.", cli/cli#12672);
+		// 3.21 knows the field.
 		if _, err := c.gh.Actions.CreateWorkflowDispatchEventByFileName(ctx, repo.Owner, repo.Name, d.Workflow,
 			github.CreateWorkflowDispatchEventRequest{Ref: d.Ref, Inputs: d.Inputs}); err != nil {
 			return Dispatched{}, dispatchError(repo, d, err)

@@ -1,11 +1,13 @@
-package main
+package bot
 
 import (
 	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,7 +20,7 @@ import (
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/ghapi/ghapitest"
 )
 
-func env(m map[string]string) func(string) (string, bool) {
+func envOf(m map[string]string) func(string) (string, bool) {
 	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
 }
 
@@ -32,19 +34,19 @@ func TestRunUsage(t *testing.T) {
 		wantStdout string
 		wantStderr string
 	}{
-		{"help", []string{"help"}, nil, exitOK, "handle-event", ""},
-		{"no command", nil, nil, exitUsage, "", "Usage: bot <command>"},
-		{"near miss", []string{"serv"}, nil, exitUsage, "", `unknown command "serv"; did you mean "serve"?`},
-		{"extra args", []string{"serve", "--port", "80"}, nil, exitUsage, "", "serve takes no arguments"},
-		{"serve without a secret", []string{"serve"}, map[string]string{"BOT_GITHUB_TOKEN": "t"}, exitUsage, "", "BOT_WEBHOOK_SECRET (secret, value not shown): required for serve"},
-		{"handle-event outside Actions", []string{"handle-event"}, nil, exitUsage, "", "GITHUB_EVENT_PATH: required"},
-		{"bad duration", []string{"serve"}, map[string]string{"BOT_WEBHOOK_SECRET": "s", "BOT_GITHUB_TOKEN": "t", "BOT_MAX_COMMENT_AGE": "soon"}, exitUsage, "", `BOT_MAX_COMMENT_AGE "soon"`},
+		{"help", []string{"help"}, nil, ExitOK, "handle-event", ""},
+		{"no command", nil, nil, ExitUsage, "", "Usage: bot <command>"},
+		{"near miss", []string{"serv"}, nil, ExitUsage, "", `unknown command "serv"; did you mean "serve"?`},
+		{"extra args", []string{"serve", "--port", "80"}, nil, ExitUsage, "", "serve takes no arguments"},
+		{"serve without a secret", []string{"serve"}, map[string]string{"BOT_GITHUB_TOKEN": "t"}, ExitUsage, "", "BOT_WEBHOOK_SECRET (secret, value not shown): required for serve"},
+		{"handle-event outside Actions", []string{"handle-event"}, nil, ExitUsage, "", "GITHUB_EVENT_PATH: required"},
+		{"bad duration", []string{"serve"}, map[string]string{"BOT_WEBHOOK_SECRET": "s", "BOT_GITHUB_TOKEN": "t", "BOT_MAX_COMMENT_AGE": "soon"}, ExitUsage, "", `BOT_MAX_COMMENT_AGE "soon"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			var stdout, stderr bytes.Buffer
-			code := run(context.Background(), tc.args, env(tc.env), &stdout, &stderr)
+			code := Main(context.Background(), tc.args, envOf(tc.env), &stdout, &stderr)
 			if code != tc.wantCode || !strings.Contains(stdout.String(), tc.wantStdout) || !strings.Contains(stderr.String(), tc.wantStderr) {
 				t.Errorf("run(%q) = %d\nstdout: %s\nstderr: %s\nwant %d, stdout with %q, stderr with %q", tc.args, code, stdout.String(), stderr.String(), tc.wantCode, tc.wantStdout, tc.wantStderr)
 			}
@@ -56,7 +58,7 @@ func TestRunUsage(t *testing.T) {
 // for a comment of the fake.
 func eventFile(t *testing.T, srv *ghapitest.Server, body string) string {
 	t.Helper()
-	b, err := os.ReadFile("../../internal/bot/testdata/issue_comment.created.json")
+	b, err := os.ReadFile("testdata/issue_comment.created.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,42 +77,66 @@ func eventFile(t *testing.T, srv *ghapitest.Server, body string) string {
 	return path
 }
 
-func TestHandleEventFollowsTheRun(t *testing.T) {
+// TestWorkflowModeLifecycle is ChatOps without a server: chatops.yml's
+// handle-event dispatches and exits at once (nothing polls the run), and
+// chatops-deploy.yml's report job ends the status comment from the deploy
+// job's result and outputs. Everything the bot writes is by
+// github-actions[bot], the GITHUB_TOKEN's login.
+func TestWorkflowModeLifecycle(t *testing.T) {
 	t.Parallel()
-	for _, conclusion := range []string{"success", "failure"} {
-		t.Run(conclusion, func(t *testing.T) {
+	for _, result := range []string{"success", "failure", "cancelled"} {
+		t.Run(result, func(t *testing.T) {
 			t.Parallel()
 			srv := ghapitest.New(t)
-			srv.Token = "ghs_actions"
+			srv.ActionsToken = "ghs_actions"
 			srv.AddRepo("Codertocat/Hello-World", "master")
 			srv.SetPermission("Codertocat/Hello-World", "Codertocat", "write")
 			path := eventFile(t, srv, "/deploy az-nixos")
-			go func() { // the deploy workflow, as seen through the API
-				for len(srv.Dispatches("Codertocat/Hello-World")) == 0 {
-					time.Sleep(5 * time.Millisecond)
+			actions := map[string]string{"GITHUB_TOKEN": "ghs_actions", "GITHUB_API_URL": srv.URL + "/api/v3", "GITHUB_REPOSITORY": "Codertocat/Hello-World"}
+			with := func(kv ...string) map[string]string {
+				m := maps.Clone(actions)
+				for i := 0; i < len(kv); i += 2 {
+					m[kv[i]] = kv[i+1]
 				}
-				id := srv.Dispatches("Codertocat/Hello-World")[0].RunID
-				srv.SetRun("Codertocat/Hello-World", id, "in_progress", "", time.Now())
-				srv.SetRun("Codertocat/Hello-World", id, "completed", conclusion, time.Now().Add(time.Minute))
-			}()
-			var stdout, stderr bytes.Buffer
-			code := run(context.Background(), []string{"handle-event"}, env(map[string]string{
-				"GITHUB_EVENT_PATH": path, "GITHUB_EVENT_NAME": "issue_comment", "GITHUB_TOKEN": "ghs_actions",
-				"GITHUB_API_URL": srv.URL + "/api/v3", "GITHUB_REPOSITORY": "Codertocat/Hello-World", "BOT_POLL_INTERVAL": "1s",
-			}), &stdout, &stderr)
-			want := map[string]int{"success": exitOK, "failure": exitFailed}[conclusion]
-			if code != want || !strings.Contains(stdout.String(), "ended: "+conclusion) {
-				t.Fatalf("run() = %d, want %d\nstdout: %s\nstderr: %s", code, want, stdout.String(), stderr.String())
+				return m
 			}
-			var status []string
+			var stdout, stderr bytes.Buffer
+			code := Main(context.Background(), []string{"handle-event"}, envOf(with("GITHUB_EVENT_PATH", path, "GITHUB_EVENT_NAME", "issue_comment")), &stdout, &stderr)
+			if code != ExitOK || !strings.Contains(stdout.String(), "its last job updates the status comment") {
+				t.Fatalf("handle-event = %d\nstdout: %s\nstderr: %s", code, stdout.String(), stderr.String())
+			}
+			if n := srv.Calls("GET /repos/{owner}/{repo}/actions/runs/{id}"); n != 0 {
+				t.Errorf("handle-event polled the run %d times; it must exit after the dispatch", n)
+			}
+			ds := srv.Dispatches("Codertocat/Hello-World")
+			if len(ds) != 1 {
+				t.Fatalf("%d dispatches, want 1", len(ds))
+			}
+			id := ds[0].RunID
+			srv.SetRun("Codertocat/Hello-World", id, "in_progress", "", time.Now())
+			stdout.Reset()
+			stderr.Reset()
+			code = Main(context.Background(), []string{"report"}, envOf(with("GITHUB_RUN_ID", fmt.Sprint(id), "BOT_DEPLOY_RESULT", result,
+				"BOT_SSH_HOST_KEY", testHostKey, "BOT_FQDN", "az-nixos.uksouth.cloudapp.azure.com")), &stdout, &stderr)
+			if code != ExitOK {
+				t.Fatalf("report = %d\nstdout: %s\nstderr: %s", code, stdout.String(), stderr.String())
+			}
+			var status []ghapitest.Comment
 			for _, c := range srv.Comments("Codertocat/Hello-World", 1) {
 				if strings.Contains(c.Body, "<!-- nixos-cloud-deploy:") {
-					status = append(status, c.Body)
+					status = append(status, c)
 				}
 			}
-			wantState := map[string]string{"success": "state=succeeded", "failure": "state=failed"}[conclusion]
-			if len(status) != 1 || !strings.Contains(status[0], wantState) {
-				t.Errorf("status comments = %q, want one with %s", status, wantState)
+			wantState := map[string]string{"success": "state=succeeded", "failure": "state=failed", "cancelled": "state=cancelled"}[result]
+			if len(status) != 1 || status[0].User != ghapitest.ActionsLogin || !strings.Contains(status[0].Body, wantState) {
+				t.Fatalf("status comments = %+v, want one by %s with %s", status, ghapitest.ActionsLogin, wantState)
+			}
+			if result == "success" && !strings.Contains(status[0].Body, "| Host key | `"+testHostKey+"`") {
+				t.Errorf("the host key from the deploy job's output is missing:\n%s", status[0].Body)
+			}
+			// A whole deploy costs a handful of API calls, not hundreds.
+			if n := srv.TotalCalls(); n > 15 {
+				t.Errorf("%d API calls for one deploy, want at most 15", n)
 			}
 		})
 	}
@@ -142,7 +168,7 @@ func TestServeStartsAndStops(t *testing.T) {
 	var stderr syncBuffer
 	done := make(chan int)
 	go func() {
-		done <- run(ctx, []string{"serve"}, env(map[string]string{
+		done <- Main(ctx, []string{"serve"}, envOf(map[string]string{
 			"BOT_LISTEN_ADDR": "127.0.0.1:0", "BOT_WEBHOOK_SECRET": "s", "BOT_GITHUB_TOKEN": "t", "BOT_GITHUB_API_URL": srv.URL,
 		}), io.Discard, &stderr)
 	}()
@@ -177,7 +203,7 @@ func TestServeStartsAndStops(t *testing.T) {
 		t.Errorf("unsigned delivery: %d, want 401", resp.StatusCode)
 	}
 	cancel()
-	if code := <-done; code != exitOK {
+	if code := <-done; code != ExitOK {
 		t.Fatalf("serve exited with %d:\n%s", code, stderr.String())
 	}
 	for _, want := range []string{`"msg":"shutting down`, `"msg":"stopped"`} {
