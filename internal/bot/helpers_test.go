@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/chatops"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/ghapi"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/ghapi/ghapitest"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/golden"
@@ -227,4 +228,12 @@ func startServer(tb testing.TB, h *Handler, o ServerOptions) (*Server, *webhookC
 func checkGolden(tb testing.TB, name, got string) {
 	tb.Helper()
 	golden.Check(tb, filepath.Join("testdata", name+".golden.md"), []byte(got))
+}
+
+// chatopsKind is the command kind of a comment's first word.
+func chatopsKind(body string) chatops.Kind {
+	if c, ok := chatops.Parse(body).(chatops.Command); ok {
+		return c.Kind
+	}
+	return chatops.Unknown
 }

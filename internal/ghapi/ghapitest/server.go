@@ -146,6 +146,8 @@ type Server struct {
 	// redeliveries post there.
 	HookURL    string
 	HookSecret []byte
+	// Now is the clock of delivery attempts (default time.Now).
+	Now func() time.Time
 
 	mu         sync.Mutex
 	nextID     int64
@@ -163,7 +165,7 @@ type Server struct {
 // s.URL + "/api/v3/".
 func New(tb testing.TB) *Server {
 	tb.Helper()
-	s := &Server{Login: "nixos-cloud-deploy-bot", AppSlug: "nixos-cloud-deploy", nextID: 1000, MaxDispatchInputs: 25,
+	s := &Server{Login: "nixos-cloud-deploy-bot", AppSlug: "nixos-cloud-deploy", nextID: 1000, MaxDispatchInputs: 25, Now: time.Now,
 		repos: map[string]*Repo{}, calls: map[string]int{}, fail: map[string]int{}, limits: map[string]RateLimit{},
 		tokens: map[string]bool{}}
 	mux := http.NewServeMux()
@@ -839,7 +841,7 @@ func (s *Server) send(guid, event string, payload []byte, redelivery bool) Deliv
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.nextID++
-	d := &Delivery{ID: s.nextID, GUID: guid, Event: event, Action: action.Action, StatusCode: code, DeliveredAt: time.Now(),
+	d := &Delivery{ID: s.nextID, GUID: guid, Event: event, Action: action.Action, StatusCode: code, DeliveredAt: s.Now(),
 		Redelivery: redelivery, payload: payload}
 	s.deliveries = append(s.deliveries, d)
 	return *d
