@@ -149,6 +149,11 @@ func setup(ctx context.Context, mode Mode, lookup func(string) (string, bool), l
 	return app{cfg: cfg, p: p, h: h}, ExitOK
 }
 
+// ActionsDeadline bounds handle-event and report: a rate limit waited out
+// included, the bot ends (and says so) before the workflows' 15-minute job
+// timeouts kill it (internal/repotest checks that they agree).
+const ActionsDeadline = 10 * time.Minute
+
 // ghapiActionsLogin is the author of what a workflow's GITHUB_TOKEN writes.
 const ghapiActionsLogin = "github-actions[bot]"
 
@@ -187,6 +192,8 @@ func serve(ctx context.Context, lookup func(string) (string, bool), stderr io.Wr
 }
 
 func handleEvent(ctx context.Context, lookup func(string) (string, bool), stdout, stderr io.Writer) int {
+	ctx, cancel := context.WithTimeout(ctx, ActionsDeadline)
+	defer cancel()
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	a, code := setup(ctx, ModeHandleEvent, lookup, log, stderr)
 	if code != ExitOK {
@@ -216,6 +223,8 @@ func handleEvent(ctx context.Context, lookup func(string) (string, bool), stdout
 }
 
 func report(ctx context.Context, lookup func(string) (string, bool), stdout, stderr io.Writer) int {
+	ctx, cancel := context.WithTimeout(ctx, ActionsDeadline)
+	defer cancel()
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	a, code := setup(ctx, ModeReport, lookup, log, stderr)
 	if code != ExitOK {

@@ -575,6 +575,9 @@ func (h *Handler) dispatch(ctx context.Context, gh GitHub, e *github.IssueCommen
 }
 
 func (h *Handler) dispatchFailed(ctx context.Context, gh GitHub, out Outcome, statusID int64, st status, cause error) error {
+	// The comment says why even when the deadline is what ended it.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
 	st.State, st.Detail = stateDispatchFailed, cause.Error()
 	if err := gh.EditComment(ctx, out.Repo, statusID, st.render()); err != nil {
 		return errors.Join(cause, err)

@@ -84,13 +84,20 @@ func botDispatchProblems(keys []string, deploySrc string) []string {
 	if !slices.Contains(keys, "correlation-id") {
 		problems = append(problems, "the bot does not send correlation-id, which the run name carries")
 	}
+	// Older GitHub Enterprise Server refuses more than 10 dispatch inputs.
+	if len(keys) > 10 {
+		problems = append(problems, fmt.Sprintf("the bot sends %d inputs; at most 10 work on older GitHub Enterprise Server", len(keys)))
+	}
 	return problems
 }
 
 func TestBotDispatchesDeployInputs(t *testing.T) {
 	t.Parallel()
 	keys := dispatchInputKeys(t, filepath.Join(root, "internal", "bot"))
-	reportProblems(t, "internal/bot", botDispatchProblems(keys, readRepoFile(t, ".github/workflows/deploy.yml")))
+	// deploy.yml for a GitHub App, chatops-deploy.yml for chatops.yml.
+	for _, wf := range []string{"deploy.yml", "chatops-deploy.yml"} {
+		reportProblems(t, "internal/bot against "+wf, botDispatchProblems(keys, readRepoFile(t, ".github/workflows/"+wf)))
+	}
 }
 
 func TestBotDispatchChecksCanFail(t *testing.T) {
@@ -99,4 +106,5 @@ func TestBotDispatchChecksCanFail(t *testing.T) {
 	expectProblems(t, botDispatchProblems([]string{"vm-name", "region", "correlation-id"}, deploy), `"region"`)
 	expectProblems(t, botDispatchProblems([]string{"vm-name"}, deploy), "correlation-id")
 	expectProblems(t, botDispatchProblems(nil, deploy), "found no")
+	expectProblems(t, botDispatchProblems(strings.Fields("a b c d e f g h i j correlation-id"), deploy), "at most 10")
 }

@@ -9,10 +9,12 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/bot"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/config"
 )
 
@@ -69,10 +71,47 @@ type workflowInput struct {
 }
 
 type job struct {
-	If          string            `yaml:"if"`
-	Permissions map[string]string `yaml:"permissions"`
-	Outputs     map[string]string `yaml:"outputs"`
-	Steps       []step            `yaml:"steps"`
+	If             string            `yaml:"if"`
+	Needs          stringList        `yaml:"needs"`
+	Environment    environment       `yaml:"environment"`
+	TimeoutMinutes int               `yaml:"timeout-minutes"`
+	Permissions    map[string]string `yaml:"permissions"`
+	Outputs        map[string]string `yaml:"outputs"`
+	Steps          []step            `yaml:"steps"`
+	// A job that calls a reusable workflow.
+	Uses    string            `yaml:"uses"`
+	With    map[string]scalar `yaml:"with"`
+	Secrets scalar            `yaml:"secrets"`
+}
+
+// stringList is a YAML string or list of strings (needs: a or needs: [a, b]).
+type stringList []string
+
+func (l *stringList) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		*l = []string{n.Value}
+		return nil
+	}
+	var ss []string
+	err := n.Decode(&ss)
+	*l = ss
+	return err
+}
+
+// environment is a job's environment: a name, or {name, url}.
+type environment string
+
+func (e *environment) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		*e = environment(n.Value)
+		return nil
+	}
+	var m struct {
+		Name string `yaml:"name"`
+	}
+	err := n.Decode(&m)
+	*e = environment(m.Name)
+	return err
 }
 
 type step struct {
@@ -257,6 +296,7 @@ func deployWorkflowProblems(src string, defs []config.Input, outs []config.Outpu
 		add("%d steps run the action, want 1", nSteps)
 		return problems
 	}
+	problems = append(problems, destroyGateProblems(w, jobID, job)...)
 	gotWith := map[string]bool{}
 	for name := range act.With {
 		gotWith[name] = true
@@ -318,6 +358,52 @@ func deployWorkflowProblems(src string, defs []config.Input, outs []config.Outpu
 	return problems
 }
 
+// destroyGateProblems: /destroy's rule holds in the workflow itself. A
+// destroy and a deploy with cleanup-on-failure (which deletes the resource
+// group) run only after a job in the protected environment "destroy"
+// passed; the action's job needs it and never runs a destroy without it.
+func destroyGateProblems(w workflow, actionJobID string, actionJob job) []string {
+	var problems []string
+	add := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) }
+	var gateID string
+	for id, j := range w.Jobs {
+		if j.Environment == "destroy" {
+			gateID = id
+		}
+	}
+	if gateID == "" {
+		return []string{"no job in the environment \"destroy\": a destroy must wait for its required reviewers"}
+	}
+	gate := w.Jobs[gateID]
+	for _, cond := range []string{"inputs.command == 'destroy'", "inputs.cleanup-on-failure"} {
+		if !strings.Contains(gate.If, cond) {
+			add("job %s: if %q does not run the gate for %s", gateID, gate.If, cond)
+		}
+	}
+	if gate.Permissions["actions"] != "read" {
+		add("job %s: needs permissions actions: read to check the environment's rules", gateID)
+	}
+	checks := false
+	for _, st := range gate.Steps {
+		if strings.Contains(st.Run, "environments/destroy") && strings.Contains(st.Run, "required_reviewers") && strings.Contains(st.Run, "admin") {
+			checks = true
+		}
+	}
+	if !checks {
+		add("job %s: no step checks that the environment has required reviewers (or that an admin runs it)", gateID)
+	}
+	if !slices.Contains(actionJob.Needs, gateID) {
+		add("job %s does not need the gate %s", actionJobID, gateID)
+	}
+	for _, cond := range []string{"needs." + gateID + ".result == 'success'", "needs." + gateID + ".result == 'skipped'",
+		"inputs.command != 'destroy'", "!inputs.cleanup-on-failure", "!cancelled()"} {
+		if !strings.Contains(actionJob.If, cond) {
+			add("job %s: if %q lacks %s: a destroy could run without the gate", actionJobID, actionJob.If, cond)
+		}
+	}
+	return problems
+}
+
 func TestDeployWorkflowMatchesAction(t *testing.T) {
 	t.Parallel()
 	reportProblems(t, "deploy.yml", deployWorkflowProblems(readRepoFile(t, ".github/workflows/deploy.yml"), config.Definitions(), config.Outputs()))
@@ -355,6 +441,11 @@ func TestDeployWorkflowChecksCanFail(t *testing.T) {
 		{"one group for all VMs", mustReplace(t, src, "group: deploy-${{ inputs.vm-name }}", "group: deploy"), defs, outs, "not per VM"},
 		{"no correlation id", mustReplace(t, src, "run-name: deploy ${{ inputs.vm-name }} [${{ inputs.correlation-id }}]", "run-name: deploy ${{ inputs.vm-name }}"), defs, outs, "inputs.correlation-id"},
 		{"no OIDC", mustReplace(t, src, "  id-token: write\n", ""), defs, outs, "permissions"},
+		{"no gate", mustReplace(t, src, "    environment: destroy\n", ""), defs, outs, `no job in the environment "destroy"`},
+		{"gate only for destroy", mustReplace(t, src, "if: inputs.command == 'destroy' || inputs.cleanup-on-failure", "if: inputs.command == 'destroy'"), defs, outs, "inputs.cleanup-on-failure"},
+		{"deploy without the gate", mustReplace(t, src, "    needs: gate\n", ""), defs, outs, "does not need the gate"},
+		{"gate skipped for destroy", mustReplace(t, src, "needs.gate.result == 'skipped' && inputs.command != 'destroy' && ", "needs.gate.result == 'skipped' && "), defs, outs, "inputs.command != 'destroy'"},
+		{"gate checks nothing", mustReplace(t, src, "required_reviewers", "wait_timer"), defs, outs, "no step checks"},
 		{"arm-endpoint from an input", mustReplace(t, src, "arm-endpoint: ${{ vars.ARM_ENDPOINT }}", "arm-endpoint: ${{ inputs.arm-endpoint || vars.ARM_ENDPOINT }}"), defs, outs, "with.arm-endpoint"},
 		{"azure-environment as a dispatch input", mustReplace(t, src, "  workflow_dispatch:\n    inputs:\n", "  workflow_dispatch:\n    inputs:\n      azure-environment:\n        type: string\n        required: false\n"), defs, outs, "azure-environment"},
 		{"call-only input without its variable", mustReplace(t, src, "${{ inputs.build-on || vars.BUILD_ON }}", "${{ inputs.build-on }}"), defs, outs, "vars.BUILD_ON"},
@@ -512,19 +603,21 @@ func ciProblems(src string) []string {
 	return problems
 }
 
-// chatopsProblems: workflows lists the workflow files; the bot dispatches
-// one of them (BOT_WORKFLOW, default deploy.yml).
-func chatopsProblems(src string, workflows []string) []string {
+// chatopsProblems: workflows maps the workflow files to their sources; the
+// bot dispatches one of them (BOT_WORKFLOW, default deploy.yml).
+func chatopsProblems(src string, workflows map[string]string) []string {
 	w, err := parseWorkflow(src)
 	if err != nil {
 		return []string{err.Error()}
 	}
 	var problems []string
+	add := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) }
 	if w.On.IssueComment == nil || !slices.Equal(w.On.IssueComment.Types, []string{"created"}) {
-		problems = append(problems, "on.issue_comment.types must be [created]: edits and deletions are not commands")
+		add("on.issue_comment.types must be [created]: edits and deletions are not commands")
 	}
+	// No checks: read: handle-event reads no annotations.
 	if d := cmp.Diff(map[string]string{"issues": "write", "actions": "write", "contents": "read"}, w.Permissions); d != "" {
-		problems = append(problems, fmt.Sprintf("permissions (-want +got):\n%s", d))
+		add("permissions (-want +got):\n%s", d)
 	}
 	bot := 0
 	for name, j := range w.Jobs {
@@ -534,22 +627,112 @@ func chatopsProblems(src string, workflows []string) []string {
 			}
 			bot++
 			if !strings.Contains(j.If, "startsWith(github.event.comment.body, '/')") {
-				problems = append(problems, fmt.Sprintf("job %s: if %q does not limit comments to those starting with /", name, j.If))
+				add("job %s: if %q does not limit comments to those starting with /", name, j.If)
 			}
+			problems = append(problems, timeoutProblems(name, j)...)
 			if s.Env["GITHUB_TOKEN"] == "" {
-				problems = append(problems, "the bot step has no GITHUB_TOKEN in env")
+				add("the bot step has no GITHUB_TOKEN in env")
 			}
 			wf := s.Env["BOT_WORKFLOW"]
 			if wf == "" {
 				wf = "deploy.yml"
 			}
-			if !slices.Contains(workflows, wf) {
-				problems = append(problems, fmt.Sprintf("BOT_WORKFLOW %q is not a workflow of .github/workflows %v", wf, workflows))
+			target, ok := workflows[wf]
+			if !ok {
+				add("BOT_WORKFLOW %q is not a workflow of .github/workflows %v", wf, slices.Sorted(maps.Keys(workflows)))
+				continue
 			}
+			problems = append(problems, chatopsDeployProblems(wf, target)...)
 		}
 	}
 	if bot != 1 {
-		problems = append(problems, fmt.Sprintf("%d steps run `go run ./cmd/bot handle-event`, want 1", bot))
+		add("%d steps run `go run ./cmd/bot handle-event`, want 1", bot)
+	}
+	return problems
+}
+
+// timeoutProblems: the bot gives up (and says so in its comment) before the
+// job's timeout kills it.
+func timeoutProblems(name string, j job) []string {
+	if time.Duration(j.TimeoutMinutes)*time.Minute <= bot.ActionsDeadline {
+		return []string{fmt.Sprintf("job %s: timeout-minutes %d is not longer than the bot's own deadline %v", name, j.TimeoutMinutes, bot.ActionsDeadline)}
+	}
+	return nil
+}
+
+// chatopsDeployProblems: the workflow a workflow-mode bot dispatches runs
+// deploy.yml and then reports the run's end to the status comment from the
+// deploy job's result and outputs: no follow-up poll, and a host key that
+// comes from an output, not from a log line.
+func chatopsDeployProblems(file, src string) []string {
+	w, err := parseWorkflow(src)
+	if err != nil {
+		return []string{file + ": " + err.Error()}
+	}
+	var problems []string
+	add := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(file+": "+format, a...)) }
+	if w.On.WorkflowDispatch == nil {
+		return []string{file + ": no workflow_dispatch trigger"}
+	}
+	// Older GitHub Enterprise Server accepts 10 workflow_dispatch inputs.
+	if n := len(w.On.WorkflowDispatch.Inputs); n > 10 {
+		add("%d workflow_dispatch inputs; at most 10, so that older GitHub Enterprise Server runs it", n)
+	}
+	for _, ref := range []string{"inputs.vm-name", "inputs.correlation-id"} {
+		if !strings.Contains(w.RunName, ref) {
+			add("run-name %q does not show %s", w.RunName, ref)
+		}
+	}
+	var deployID, reportID string
+	for id, j := range w.Jobs {
+		if j.Uses == "./.github/workflows/deploy.yml" {
+			deployID = id
+		}
+		for _, s := range j.Steps {
+			if strings.Contains(s.Run, "go run ./cmd/bot report") {
+				reportID = id
+			}
+		}
+	}
+	if deployID == "" || reportID == "" {
+		add("want a job that calls ./.github/workflows/deploy.yml and one that runs `go run ./cmd/bot report`")
+		return problems
+	}
+	d := w.Jobs[deployID]
+	for in := range w.On.WorkflowDispatch.Inputs {
+		if v := string(d.With[in]); v != "${{ inputs."+in+" }}" {
+			add("job %s: with.%s = %q, want ${{ inputs.%s }}", deployID, in, v, in)
+		}
+	}
+	for perm, want := range map[string]string{"id-token": "write", "contents": "read", "actions": "read"} {
+		if d.Permissions[perm] != want {
+			add("job %s: permissions.%s = %q, want %q (deploy.yml's and its gate's)", deployID, perm, d.Permissions[perm], want)
+		}
+	}
+	r := w.Jobs[reportID]
+	if !slices.Contains(r.Needs, deployID) || !strings.Contains(r.If, "always()") {
+		add("job %s must need %s and run always(): a failed or refused deploy is reported too", reportID, deployID)
+	}
+	if r.Permissions["issues"] != "write" {
+		add("job %s: permissions.issues must be write to edit the status comment", reportID)
+	}
+	problems = append(problems, timeoutProblems(reportID, r)...)
+	for _, st := range r.Steps {
+		if !strings.Contains(st.Run, "go run ./cmd/bot report") {
+			continue
+		}
+		for k, want := range map[string]string{
+			"BOT_DEPLOY_RESULT": "${{ needs." + deployID + ".result }}",
+			"BOT_SSH_HOST_KEY":  "${{ needs." + deployID + ".outputs.ssh-host-key }}",
+			"BOT_FQDN":          "${{ needs." + deployID + ".outputs.fqdn }}",
+		} {
+			if st.Env[k] != want {
+				add("job %s: env %s = %q, want %q", reportID, k, st.Env[k], want)
+			}
+		}
+		if st.Env["GITHUB_TOKEN"] == "" {
+			add("job %s: the bot step has no GITHUB_TOKEN in env", reportID)
+		}
 	}
 	return problems
 }
@@ -568,13 +751,25 @@ func releaseProblems(src, actionYML string) []string {
 		problems = append(problems, "on.push.tags must include v*")
 	}
 	var build, rewrite bool
-	for _, s := range w.steps() {
+	public, move := -1, -1
+	for i, s := range w.steps() {
 		if strings.HasPrefix(s.Uses, "docker/build-push-action@") && s.With["push"] == "true" {
 			build = true
+			// A new GHCR package is private: the major tag (what @v1
+			// users get) moves only once the image is public.
+			if strings.Contains(string(s.With["tags"]), "outputs.major") {
+				problems = append(problems, "build-push-action pushes the major tag before the image is known to be public")
+			}
 		}
 		if strings.Contains(s.Run, "image: Dockerfile") && strings.Contains(s.Run, "docker://") && strings.Contains(s.Run, "git push") {
-			rewrite = true
+			rewrite, move = true, i
 		}
+		if strings.Contains(s.Run, "ghcr.io/token") && strings.Contains(s.Run, "/manifests/") && strings.Contains(s.Run, "exit 1") {
+			public = i
+		}
+	}
+	if public < 0 || move >= 0 && public > move {
+		problems = append(problems, "no step checks that the image can be pulled anonymously before the tags move: a private GHCR package breaks every @v1 user")
 	}
 	if !build {
 		problems = append(problems, "no docker/build-push-action step with push: true")
@@ -588,12 +783,19 @@ func releaseProblems(src, actionYML string) []string {
 	return problems
 }
 
+// workflowSources maps each workflow's file name to its source.
+func workflowSources(t *testing.T) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, f := range workflowFiles(t) {
+		out[filepath.Base(f)] = readRepoFile(t, f)
+	}
+	return out
+}
+
 func TestCIChatopsReleaseWorkflows(t *testing.T) {
 	t.Parallel()
-	var names []string
-	for _, f := range workflowFiles(t) {
-		names = append(names, filepath.Base(f))
-	}
+	names := workflowSources(t)
 	reportProblems(t, "ci.yml", ciProblems(readRepoFile(t, ".github/workflows/ci.yml")))
 	reportProblems(t, "chatops.yml", chatopsProblems(readRepoFile(t, ".github/workflows/chatops.yml"), names))
 	reportProblems(t, "release.yml", releaseProblems(readRepoFile(t, ".github/workflows/release.yml"), readRepoFile(t, "action.yml")))
@@ -605,7 +807,14 @@ func TestCIChatopsReleaseChecksCanFail(t *testing.T) {
 	chatops := readRepoFile(t, ".github/workflows/chatops.yml")
 	release := readRepoFile(t, ".github/workflows/release.yml")
 	action := readRepoFile(t, "action.yml")
-	names := []string{"chatops.yml", "ci.yml", "deploy.yml", "release.yml"}
+	names := workflowSources(t)
+	with := func(file, old, new string) func(t *testing.T) []string {
+		return func(t *testing.T) []string {
+			m := maps.Clone(names)
+			m[file] = mustReplace(t, m[file], old, new)
+			return chatopsProblems(chatops, m)
+		}
+	}
 	tests := []struct {
 		name     string
 		problems func(t *testing.T) []string
@@ -621,11 +830,28 @@ func TestCIChatopsReleaseChecksCanFail(t *testing.T) {
 			return chatopsProblems(mustReplace(t, chatops, "startsWith(github.event.comment.body, '/')", "true"), names)
 		}, "starting with /"},
 		{"chatops dispatches a missing workflow", func(t *testing.T) []string {
-			return chatopsProblems(mustReplace(t, chatops, "BOT_WORKFLOW: deploy.yml", "BOT_WORKFLOW: deploy-vm.yml"), names)
+			return chatopsProblems(mustReplace(t, chatops, "BOT_WORKFLOW: chatops-deploy.yml", "BOT_WORKFLOW: deploy-vm.yml"), names)
 		}, `"deploy-vm.yml"`},
+		{"chatops job times out before the bot", func(t *testing.T) []string {
+			return chatopsProblems(mustReplace(t, chatops, "timeout-minutes: 15", "timeout-minutes: 10"), names)
+		}, "not longer than the bot's own deadline"},
+		{"chatops reads annotations it does not need", func(t *testing.T) []string {
+			return chatopsProblems(mustReplace(t, chatops, "  contents: read\n", "  contents: read\n  checks: read\n"), names)
+		}, "permissions"},
+		{"host key from a log line", with("chatops-deploy.yml", "${{ needs.deploy.outputs.ssh-host-key }}", "${{ github.event.inputs.vm-name }}"), "BOT_SSH_HOST_KEY"},
+		{"report only on success", with("chatops-deploy.yml", "${{ always() && inputs.correlation-id != '' }}", "${{ inputs.correlation-id != '' }}"), "run always()"},
+		{"no report", with("chatops-deploy.yml", "run: go run ./cmd/bot report", "run: echo done"), "runs `go run ./cmd/bot report`"},
+		{"too many inputs for old GHES", with("chatops-deploy.yml", "      correlation-id:\n", "      a1: {type: string}\n      a2: {type: string}\n      a3: {type: string}\n      a4: {type: string}\n      correlation-id:\n"), "at most 10"},
 		{"release without rewrite", func(t *testing.T) []string {
 			return releaseProblems(strings.ReplaceAll(release, "docker://", "oci://"), action)
 		}, "rewrites action.yml"},
+		{"public check after the tags move", func(t *testing.T) []string {
+			return releaseProblems(mustReplace(t, release, "ghcr.io/token", "ghcr.io/nothing"), action)
+		}, "pulled anonymously before the tags move"},
+		{"major image tag pushed at once", func(t *testing.T) []string {
+			return releaseProblems(mustReplace(t, release, "            ${{ steps.name.outputs.image }}:${{ github.ref_name }}\n",
+				"            ${{ steps.name.outputs.image }}:${{ github.ref_name }}\n            ${{ steps.name.outputs.image }}:${{ steps.name.outputs.major }}\n"), action)
+		}, "pushes the major tag"},
 		{"action.yml image moved", func(t *testing.T) []string {
 			return releaseProblems(release, mustReplace(t, action, "  image: Dockerfile", "  image: ./Dockerfile"))
 		}, "want 1"},
