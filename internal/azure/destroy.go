@@ -24,7 +24,9 @@ func (p *Provisioner) Destroy(ctx context.Context, resourceGroup string) (Destro
 	ec := p.ec(fmt.Sprintf("delete resource group %q", resourceGroup), nil)
 	got, err := p.groups.Get(ctx, resourceGroup, nil)
 	if err != nil {
-		if isNotFound(err) {
+		// Only ResourceGroupNotFound means there is nothing to delete; a wrong subscription
+		// (404 SubscriptionNotFound) is an error that names it.
+		if isGroupNotFound(err) {
 			out.Note = fmt.Sprintf("resource group %q does not exist; nothing to delete", resourceGroup)
 			return out, nil
 		}
@@ -48,7 +50,7 @@ func (p *Provisioner) Destroy(ctx context.Context, resourceGroup string) (Destro
 	sort.Strings(out.Resources)
 	poller, err := p.groups.BeginDelete(ctx, resourceGroup, nil)
 	if err != nil {
-		if isNotFound(err) {
+		if isGroupNotFound(err) {
 			out.Note = fmt.Sprintf("resource group %q disappeared before it could be deleted", resourceGroup)
 			return out, nil
 		}

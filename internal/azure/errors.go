@@ -232,8 +232,27 @@ func sizePrefix(size string) string {
 	return size
 }
 
-// isNotFound reports a 404 from ARM.
+// ARM answers 404 for more than a missing resource: a mistyped subscription is 404
+// SubscriptionNotFound, and a resource type the cloud does not know can be 404 too. Only these
+// codes say the thing asked for does not exist (Microsoft Learn, "Troubleshoot common Azure
+// deployment errors": ResourceGroupNotFound, ResourceNotFound, ParentResourceNotFound; the
+// network and compute RPs answer NotFound for their own resources).
+var notFoundCodes = map[string]bool{
+	"ResourceGroupNotFound":  true,
+	"ResourceNotFound":       true,
+	"ParentResourceNotFound": true,
+	"NotFound":               true,
+}
+
+// isNotFound reports an ARM answer that says the resource (or its group) does not exist. It
+// decides on the error code, never on the status alone.
 func isNotFound(err error) bool {
 	var re *azcore.ResponseError
-	return errors.As(err, &re) && re.StatusCode == 404
+	return errors.As(err, &re) && re.StatusCode == 404 && notFoundCodes[re.ErrorCode]
+}
+
+// isGroupNotFound reports that the resource group does not exist.
+func isGroupNotFound(err error) bool {
+	var re *azcore.ResponseError
+	return errors.As(err, &re) && re.StatusCode == 404 && re.ErrorCode == "ResourceGroupNotFound"
 }

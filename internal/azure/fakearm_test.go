@@ -42,6 +42,7 @@ type fakeARM struct {
 	bodies    map[string][]byte                       // last PUT body per kind
 	timeline  []mark
 	requests  int
+	sentPuts  int // PUTs that reached the transport, answered or not
 	serialURL string
 
 	// Test knobs, set before use.
@@ -137,13 +138,21 @@ func (r *router) Do(req *http.Request) (*http.Response, error) {
 	r.f.mu.Lock()
 	r.f.requests++
 	if req.Method == http.MethodPut {
+		r.f.sentPuts++
 		segs := strings.Split(strings.Trim(req.URL.Path, "/"), "/")
 		if kind, ok := putKinds[strings.ToLower(segs[len(segs)-2])]; ok {
 			r.f.bodies[kind] = body
 		}
 	}
 	intercept := r.f.intercept
+	sub := r.f.sub
 	r.f.mu.Unlock()
+	// ARM answers a subscription it does not know with 404 SubscriptionNotFound, before the
+	// resource provider sees the request (Microsoft Learn, "Troubleshoot common Azure deployment
+	// errors"); the generated fakes know nothing of subscriptions.
+	if segs := strings.Split(strings.Trim(req.URL.Path, "/"), "/"); len(segs) >= 2 && strings.EqualFold(segs[0], "subscriptions") && !strings.EqualFold(segs[1], sub) {
+		return armErrorResp(req, http.StatusNotFound, "SubscriptionNotFound", fmt.Sprintf("The subscription '%s' could not be found.", segs[1])), nil
+	}
 	if intercept != nil {
 		if resp := intercept(req, body); resp != nil {
 			return resp, nil

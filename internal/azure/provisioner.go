@@ -493,7 +493,7 @@ func (p *Provisioner) ensureResourceGroup(ctx context.Context, s *Spec) (string,
 			return "", "", &ForeignResourceError{Kind: "resource group", Name: s.ResourceGroup, ID: deref(got.ID)}
 		}
 		return deref(got.ID), ActionReused, nil
-	case !isNotFound(err):
+	case !isGroupNotFound(err):
 		return "", "", explain(err, p.ec(fmt.Sprintf("read resource group %q", s.ResourceGroup), s))
 	}
 	tags := s.tags()

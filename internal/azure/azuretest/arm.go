@@ -56,6 +56,9 @@ func (e *Emulator) serveARM(w http.ResponseWriter, r *http.Request, body []byte)
 		aerr.write(w)
 		return
 	}
+	// A subscription ARM does not know is 404 SubscriptionNotFound, whatever the path asks for
+	// (Microsoft Learn, "Troubleshoot common Azure deployment errors"): a 404 that does not
+	// mean "no such resource".
 	if !strings.EqualFold(t.sub, e.opts.SubscriptionID) {
 		writeError(w, http.StatusNotFound, "SubscriptionNotFound", fmt.Sprintf("The subscription '%s' could not be found.", t.sub))
 		return
