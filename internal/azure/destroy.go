@@ -22,6 +22,7 @@ type DestroyResult struct {
 func (p *Provisioner) Destroy(ctx context.Context, resourceGroup string) (DestroyResult, error) {
 	out := DestroyResult{ResourceGroup: resourceGroup}
 	ec := p.ec(fmt.Sprintf("delete resource group %q", resourceGroup), nil)
+	ec.resourceGroup = resourceGroup
 	got, err := p.groups.Get(ctx, resourceGroup, nil)
 	if err != nil {
 		// Only ResourceGroupNotFound means there is nothing to delete; a wrong subscription

@@ -58,10 +58,14 @@ func (e *ForeignResourceError) Error() string {
 
 // armError is one node of an ARM error body ({"error": {...}}, also inside failed LRO status bodies).
 type armError struct {
-	Code    string     `json:"code"`
-	Message string     `json:"message"`
-	Target  string     `json:"target"`
-	Details []armError `json:"details"`
+	Code           string     `json:"code"`
+	Message        string     `json:"message"`
+	Target         string     `json:"target"`
+	Details        []armError `json:"details"`
+	AdditionalInfo []struct {
+		Type string         `json:"type"`
+		Info map[string]any `json:"info"`
+	} `json:"additionalInfo"`
 }
 
 // flatten returns e and its details, depth first.
@@ -101,6 +105,7 @@ func responseErrors(err error) (status int, errs []armError, ok bool) {
 type explainContext struct {
 	op             string // "create virtual machine \"x\""
 	subscriptionID string
+	resourceGroup  string
 	location       string
 	size           string
 	vmName         string
@@ -113,7 +118,9 @@ var (
 	reNamespace   = regexp.MustCompile(`(?i)namespace\s+'([^']+)'`)
 	reAuthAction  = regexp.MustCompile(`(?i)perform action\s+'([^']+)'`)
 	reAuthScope   = regexp.MustCompile(`(?i)over scope\s+'([^']+)'`)
-	reFeature     = regexp.MustCompile(`(?i)'([A-Za-z]+)'\s+feature|feature\s+'([^']+)'`)
+	rePolicyIDs   = regexp.MustCompile(`Policy identifiers: '(\[.*\])'`)
+	reNoProvider  = regexp.MustCompile(`(?i)API version '([^']+)' for type '([^']+)'`)
+	reSupported   = regexp.MustCompile(`(?i)supported api-versions are '([^']+)'`)
 )
 
 // explain wraps an SDK error with "failed to <op>" and, when the ARM error code is one users
@@ -196,25 +203,109 @@ func hintFor(e armError, ec explainContext) string {
 		return fmt.Sprintf("subscription %q is not registered for %s: run `az provider register -n %s --subscription %s` once (Microsoft.Compute, Microsoft.Network and Microsoft.DevTestLab are needed)",
 			ec.subscriptionID, ns, ns, ec.subscriptionID)
 	case "InvalidParameter", "BadRequest", "FeatureNotEnabled", "OperationNotAllowedSecurityType":
-		if !strings.Contains(lower, "securitytype") && !strings.Contains(lower, "security type") {
-			return ""
+		switch {
+		case strings.Contains(lower, "publickeys.keydata"):
+			// Microsoft Learn, "Detailed steps: create and manage SSH keys": osProfile takes
+			// ssh-rsa of at least 2048 bits and ssh-ed25519 only.
+			return "Azure accepts only ssh-rsa keys of at least 2048 bits and ssh-ed25519 keys in a VM's osProfile; the action sends it only those and gives every key in ssh-public-keys to the installed NixOS, so this means a key it judged acceptable was refused: check ssh-public-keys"
+		case isSecurityTypeText(lower):
+			return "Azure refused the VM's security type. The action asks for securityType Standard and, when that is refused, Trusted Launch with Secure Boot off (kexec cannot start the installer under Secure Boot's kernel lockdown); here neither was accepted: check that the image is a Gen2 image that supports both (Canonical:ubuntu-24_04-lts:server:latest does) and whether an Azure Policy requires Secure Boot"
 		}
-		feature := "UseStandardSecurityType"
-		if m := reFeature.FindStringSubmatch(msg); m != nil {
-			if m[1] != "" {
-				feature = m[1]
-			} else {
-				feature = m[2]
-			}
+		return ""
+	case "RequestDisallowedByPolicy":
+		return fmt.Sprintf("an Azure Policy refused it: %s; ask the policy's owner for an exemption for resource group %q, or deploy where it does not apply", policyNames(e), ec.resourceGroup)
+	case "ResourceGroupBeingDeleted":
+		return fmt.Sprintf("resource group %q is still being deleted (an earlier destroy or cleanup-on-failure): wait until `az group show -n %s` says it does not exist, then run again", ec.resourceGroup, ec.resourceGroup)
+	case "Conflict":
+		if strings.Contains(lower, "run command") {
+			return "Azure runs one Run Command at a time per VM and another is still running (from a cancelled run, perhaps; a script may run up to 90 minutes): wait and run again, or restart the VM (az vm restart) to end it"
 		}
-		return fmt.Sprintf("the subscription may not set this security type (Secure Boot must stay off so kexec works): register the feature with `az feature register --namespace Microsoft.Compute --name %s` and then `az provider register -n Microsoft.Compute`, or use security type TrustedLaunch (Secure Boot is still turned off)",
-			feature)
+		return ""
+	case "NoRegisteredProviderFound":
+		version, typ := "", "this resource type"
+		if m := reNoProvider.FindStringSubmatch(msg); m != nil {
+			version, typ = m[1], m[2]
+		}
+		supported := ""
+		if m := reSupported.FindStringSubmatch(msg); m != nil {
+			supported = " (it offers " + m[1] + ")"
+		}
+		return fmt.Sprintf("this cloud does not offer API version %s for %s in %q%s: the Azure SDK this action is built with needs it; sovereign clouds and Azure Stack Hub lag behind public Azure, and an Azure Stack Hub is not supported", version, typ, ec.location, supported)
 	case "SubscriptionNotFound", "InvalidAuthenticationTokenTenant":
 		return fmt.Sprintf("subscription %q is not visible to this identity: check that azure-subscription-id belongs to azure-tenant-id and that the identity has a role on it", ec.subscriptionID)
 	case "DnsRecordInUse", "DnsRecordCreateConflict", "DomainNameLabelUnavailable", "DomainNameLabelNotAvailable", "DnsRecordAlreadyExists":
 		return fmt.Sprintf("the DNS label %q (the VM name) is taken in %q by another public IP: choose another vm-name, or delete the other public IP", ec.vmName, ec.location)
 	}
 	return ""
+}
+
+// isSecurityTypeText reports an error about the VM's securityType (Standard or TrustedLaunch).
+func isSecurityTypeText(lower string) bool {
+	return strings.Contains(lower, "securitytype") || strings.Contains(lower, "security type")
+}
+
+// isSecurityTypeRefusal reports that ARM refused the VM's security type.
+func isSecurityTypeRefusal(err error) bool {
+	_, errs, ok := responseErrors(err)
+	if !ok {
+		return false
+	}
+	for _, e := range errs {
+		switch e.Code {
+		case "InvalidParameter", "BadRequest", "FeatureNotEnabled", "OperationNotAllowedSecurityType":
+			if isSecurityTypeText(strings.ToLower(e.Message + " " + e.Target)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// policyNames names the policies of a RequestDisallowedByPolicy error: from the message's "Policy
+// identifiers: '[{"policyAssignment":{"name":...},"policyDefinition":{"name":...}}]'" and the
+// PolicyViolation additional info (Microsoft Learn, "Resolve errors for request disallowed by
+// policy").
+func policyNames(e armError) string {
+	var names []string
+	add := func(kind, name string) {
+		if name == "" {
+			return
+		}
+		n := fmt.Sprintf("%s %q", kind, name)
+		for _, have := range names {
+			if have == n {
+				return
+			}
+		}
+		names = append(names, n)
+	}
+	if m := rePolicyIDs.FindStringSubmatch(e.Message); m != nil {
+		var ids []struct {
+			Assignment struct{ Name string } `json:"policyAssignment"`
+			Definition struct{ Name string } `json:"policyDefinition"`
+		}
+		if json.Unmarshal([]byte(m[1]), &ids) == nil {
+			for _, id := range ids {
+				add("assignment", id.Assignment.Name)
+				add("definition", id.Definition.Name)
+			}
+		}
+	}
+	for _, ai := range e.AdditionalInfo {
+		if ai.Type != "PolicyViolation" {
+			continue
+		}
+		if v, _ := ai.Info["policyAssignmentDisplayName"].(string); v != "" {
+			add("assignment", v)
+		}
+		if v, _ := ai.Info["policyDefinitionDisplayName"].(string); v != "" {
+			add("definition", v)
+		}
+	}
+	if len(names) == 0 {
+		return "the error does not name the policy (see the activity log of the subscription)"
+	}
+	return "policy " + strings.Join(names, ", ")
 }
 
 func assigneeOr(clientID string) string {

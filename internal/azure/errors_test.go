@@ -39,6 +39,7 @@ func TestProvisionExplainsAzureErrors(t *testing.T) {
 		wantOp     string
 		wantHint   []string
 		wantVMSeen bool
+		times      int // how many requests fail; 0 means 1
 	}{
 		{
 			name: "sku not available", method: http.MethodPut, path: "/virtualMachines/az-nixos", status: 409,
@@ -69,11 +70,43 @@ func TestProvisionExplainsAzureErrors(t *testing.T) {
 			wantHint: []string{"Microsoft.Resources/subscriptions/resourcegroups/read", "assign Contributor on /subscriptions/" + sub, "--assignee 11111111-2222-3333-4444-555555555555"},
 		},
 		{
-			name: "security type needs a subscription feature", method: http.MethodPut, path: "/virtualMachines/az-nixos", status: 400,
+			name: "security type refused, standard and trusted launch", method: http.MethodPut, path: "/virtualMachines/az-nixos", status: 400, times: 2,
 			code:     "InvalidParameter",
-			message:  "Use of 'Standard' as a value for securityType property is not allowed, since the subscription is not registered for 'UseStandardSecurityType' feature.",
+			message:  "Use of 'Standard' as a value for securityType property is not allowed.",
 			wantOp:   `failed to create virtual machine "az-nixos"`,
-			wantHint: []string{"az feature register --namespace Microsoft.Compute --name UseStandardSecurityType", "TrustedLaunch"},
+			wantHint: []string{"Trusted Launch with Secure Boot off", "neither was accepted"},
+		},
+		{
+			// Microsoft Learn, "Resolve errors for request disallowed by policy": 403, the
+			// policy in the message's identifiers and in the PolicyViolation additional info.
+			name: "request disallowed by policy names it", method: http.MethodPut, path: "/publicIPAddresses/az-nixos-ip", status: 403,
+			code:     "RequestDisallowedByPolicy",
+			message:  `Resource 'az-nixos-ip' was disallowed by policy. Policy identifiers: '[{"policyAssignment":{"name":"No public IPs","id":"/subscriptions/` + sub + `/providers/Microsoft.Authorization/policyAssignments/abc"},"policyDefinition":{"name":"Deny public IP addresses","id":"/providers/Microsoft.Authorization/policyDefinitions/6c112d4e"}}]'.`,
+			wantOp:   `failed to create public IP "az-nixos-ip"`,
+			wantHint: []string{`assignment "No public IPs"`, `definition "Deny public IP addresses"`, `"az-nixos-rg"`},
+		},
+		{
+			name: "resource group being deleted", method: http.MethodPut, path: "/networkSecurityGroups/az-nixos-nsg", status: 409,
+			code:     "ResourceGroupBeingDeleted",
+			message:  "The resource group 'az-nixos-rg' is in deprovisioning state and cannot perform this operation.",
+			wantOp:   `failed to create network security group "az-nixos-nsg"`,
+			wantHint: []string{`resource group "az-nixos-rg" is still being deleted`, "az group show -n az-nixos-rg"},
+		},
+		{
+			// The message ARM sends for an API version a cloud does not have (Azure Stack Hub,
+			// a sovereign cloud that lags).
+			name: "no registered provider for the api version", method: http.MethodPut, path: "/virtualMachines/az-nixos", status: 400,
+			code:     "NoRegisteredProviderFound",
+			message:  "No registered resource provider found for location 'westeurope' and API version '2026-04-01' for type 'virtualMachines'. The supported api-versions are '2020-06-01, 2020-12-01'. The supported locations are 'westeurope'.",
+			wantOp:   `failed to create virtual machine "az-nixos"`,
+			wantHint: []string{"API version 2026-04-01 for virtualMachines", "2020-06-01, 2020-12-01"},
+		},
+		{
+			name: "ssh key refused", method: http.MethodPut, path: "/virtualMachines/az-nixos", status: 400,
+			code:     "InvalidParameter",
+			message:  "The value of parameter linuxConfiguration.ssh.publicKeys.keyData is invalid.",
+			wantOp:   `failed to create virtual machine "az-nixos"`,
+			wantHint: []string{"ssh-rsa keys of at least 2048 bits and ssh-ed25519"},
 		},
 		{
 			name: "dns label taken", method: http.MethodPut, path: "/publicIPAddresses/az-nixos-ip", status: 400,
@@ -87,7 +120,7 @@ func TestProvisionExplainsAzureErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			f := newFakeARM()
-			f.intercept, _ = failOn(tc.method, tc.path, 1, func(r *http.Request) *http.Response {
+			f.intercept, _ = failOn(tc.method, tc.path, max(tc.times, 1), func(r *http.Request) *http.Response {
 				return armErrorResp(r, tc.status, tc.code, tc.message)
 			})
 			_, err := f.provisioner(t).Provision(context.Background(), testSpec(), nil)
@@ -250,5 +283,33 @@ func TestExplainLeavesOtherErrorsAlone(t *testing.T) {
 	var he *HintError
 	if errors.As(err, &he) {
 		t.Errorf("plain error became a HintError: %+v", he)
+	}
+}
+
+// TestStandardSecurityTypeRefusedFallsBackToTrustedLaunch: when Azure refuses securityType
+// Standard, the VM is created with Trusted Launch and Secure Boot off (kexec still works), and
+// the result says so.
+func TestStandardSecurityTypeRefusedFallsBackToTrustedLaunch(t *testing.T) {
+	t.Parallel()
+	f := newFakeARM()
+	var n *atomic.Int32
+	f.intercept, n = failOn(http.MethodPut, "/virtualMachines/az-nixos", 1, func(r *http.Request) *http.Response {
+		return armErrorResp(r, 400, "InvalidParameter", "Use of 'Standard' as a value for securityType property is not allowed.")
+	})
+	res, err := f.provisioner(t).Provision(context.Background(), testSpec(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Load() != 2 {
+		t.Errorf("VM PUTs = %d, want 2", n.Load())
+	}
+	f.mu.Lock()
+	body := string(f.bodies[KindVM])
+	f.mu.Unlock()
+	if !strings.Contains(body, `"securityType":"TrustedLaunch"`) || !strings.Contains(body, `"secureBootEnabled":false`) {
+		t.Errorf("second VM body: %s", body)
+	}
+	if !strings.Contains(strings.Join(res.Notes, "\n"), "created with Trusted Launch and Secure Boot off") {
+		t.Errorf("notes = %q", res.Notes)
 	}
 }

@@ -110,7 +110,7 @@ func (p *Provisioner) pollOpts() *runtime.PollUntilDoneOptions {
 func (p *Provisioner) ec(op string, s *Spec) explainContext {
 	ec := explainContext{op: op, subscriptionID: p.subscriptionID, clientID: p.clientID}
 	if s != nil {
-		ec.location, ec.size, ec.vmName = s.Location, s.Size, s.VMName
+		ec.location, ec.size, ec.vmName, ec.resourceGroup = s.Location, s.Size, s.VMName, s.ResourceGroup
 	}
 	return ec
 }

@@ -131,6 +131,20 @@ func (p *Provisioner) createVM(ctx context.Context, s *Spec, nicID string, res *
 	}
 	ec := p.ec(fmt.Sprintf("create virtual machine %q", s.VMName), s)
 	poller, err := p.vms.BeginCreateOrUpdate(ctx, s.ResourceGroup, s.VMName, body, nil)
+	if err != nil && s.SecurityType != string(armcompute.SecurityTypesTrustedLaunch) && isSecurityTypeRefusal(err) {
+		// Standard was refused (an image or a subscription that wants Trusted Launch): Trusted
+		// Launch with Secure Boot off still lets kexec run. The refusal was synchronous, so no VM
+		// exists and this is a first PUT, not a changed one.
+		first := err
+		tl := *s
+		tl.SecurityType = string(armcompute.SecurityTypesTrustedLaunch)
+		if body, err = vmBody(&tl, nicID); err != nil {
+			return "", err
+		}
+		if poller, err = p.vms.BeginCreateOrUpdate(ctx, s.ResourceGroup, s.VMName, body, nil); err == nil {
+			res.Notes = append(res.Notes, fmt.Sprintf("virtual machine %q: security type Standard was refused (%s); it was created with Trusted Launch and Secure Boot off", s.VMName, firstMessage(first)))
+		}
+	}
 	if err != nil {
 		return "", explain(err, ec)
 	}
@@ -301,4 +315,12 @@ func (p *Provisioner) fillAddresses(ctx context.Context, nicID string, info *VMI
 		return nil
 	}
 	return nil
+}
+
+// firstMessage is ARM's message of err, or its text.
+func firstMessage(err error) string {
+	if _, errs, ok := responseErrors(err); ok && len(errs) > 0 && errs[0].Message != "" {
+		return errs[0].Message
+	}
+	return err.Error()
 }

@@ -92,6 +92,11 @@ func (s *state) stageProvision(ctx context.Context) (string, error) {
 		}
 	})
 	s.machine = res
+	if res != nil {
+		for _, n := range res.Notes {
+			s.sink.Warningf("%s", n)
+		}
+	}
 	if err != nil {
 		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 			return "", fmt.Errorf("%w: %w", cause, err)

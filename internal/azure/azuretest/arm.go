@@ -36,6 +36,8 @@ type resource struct {
 	created    bool   // the create operation succeeded
 	power      string // PowerState/... code
 	failure    *armError
+	// runningCommand is set while a Run Command runs on the VM.
+	runningCommand bool
 }
 
 func (r *resource) state() string { return str(r.doc, "properties", "provisioningState") }

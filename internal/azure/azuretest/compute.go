@@ -36,8 +36,9 @@ type RunCommand struct {
 	Parameters map[string]string
 }
 
-// RunCommandResult is what the RunCommand hook answers. A non-zero ExitCode is reported the way the
-// Linux agent does ("Enable failed: ... exit status=N"); the operation itself still succeeds.
+// RunCommandResult is what the RunCommand hook answers: what the script wrote and how it exited.
+// The emulator reports it the way the RunCommandLinux extension does (see runCommandOutput): the
+// exit status is not in the report.
 type RunCommandResult struct {
 	Stdout, Stderr string
 	ExitCode       int
@@ -306,11 +307,21 @@ func (e *Emulator) serveVMAction(w http.ResponseWriter, c *call) *apiError {
 		rec := e.vmRecordLocked(r)
 		lat := e.latency.RunCommand
 		hook := e.opts.RunCommand
-		e.mu.Unlock()
 		if rec.ProvisioningState != "Succeeded" {
+			e.mu.Unlock()
 			return newAPIError(http.StatusConflict, "OperationNotAllowed",
 				fmt.Sprintf("Operation 'RunCommand' is not allowed since the VM is in provisioning state '%s'.", rec.ProvisioningState))
 		}
+		// One Run Command at a time per VM: the agent runs one extension sequence number at a
+		// time, and ARM answers 409 Conflict to the next (the message users see, e.g.
+		// Azure/azure-cli#32305, MicrosoftDocs/azure-docs#43356).
+		if r.runningCommand {
+			e.mu.Unlock()
+			return newAPIError(http.StatusConflict, "Conflict",
+				"Run command extension execution is in progress. Please wait for completion before invoking a run command.")
+		}
+		r.runningCommand = true
+		e.mu.Unlock()
 		cmd := RunCommand{VM: rec, CommandID: c.str("commandId"), Parameters: map[string]string{}}
 		for _, s := range slice(c.doc, "script") {
 			if line, ok := s.(string); ok {
@@ -323,6 +334,11 @@ func (e *Emulator) serveVMAction(w http.ResponseWriter, c *call) *apiError {
 			}
 		}
 		op := e.startOperation(c, rec.Location, lat, func(ctx context.Context, fail *armError) (*armError, any) {
+			defer func() {
+				e.mu.Lock()
+				r.runningCommand = false
+				e.mu.Unlock()
+			}()
 			if fail != nil {
 				return fail, nil
 			}
@@ -356,15 +372,26 @@ func (e *Emulator) serveVMAction(w http.ResponseWriter, c *call) *apiError {
 	return newAPIError(http.StatusNotFound, "NotFound", fmt.Sprintf("The action '%s' on virtual machines is not supported by the emulator.", c.t.action))
 }
 
+// runCommandOutput is the instance view the RunCommandLinux extension reports for a finished
+// script (Azure/run-command-extension-linux main/cmds.go enable, main/status.go statusMsg):
+// "Enable succeeded" whatever the script's exit status ("Always report nil for error because
+// extension should not fail if script throws error"), then the last 4096 bytes (maxTailLen,
+// main/logtail.go tailFile) of stdout and of stderr.
 func runCommandOutput(res RunCommandResult) map[string]any {
-	msg := "Enable succeeded: \n[stdout]\n" + res.Stdout + "\n[stderr]\n" + res.Stderr
-	if res.ExitCode != 0 {
-		msg = fmt.Sprintf("Enable failed: failed to execute command: command terminated with exit status=%d\n[stdout]\n%s\n[stderr]\n%s",
-			res.ExitCode, res.Stdout, res.Stderr)
-	}
+	msg := fmt.Sprintf("Enable succeeded: \n[stdout]\n%s\n[stderr]\n%s", tailBytes(res.Stdout, runCommandTailLen), tailBytes(res.Stderr, runCommandTailLen))
 	return map[string]any{"value": []any{map[string]any{
 		"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Provisioning succeeded", "message": msg,
 	}}}
+}
+
+// runCommandTailLen is RunCommandLinux's maxTailLen.
+const runCommandTailLen = 4096
+
+func tailBytes(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
 }
 
 const sasLifetime = 2 * time.Hour

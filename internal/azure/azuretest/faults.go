@@ -103,6 +103,13 @@ var knownCodes = map[string]struct {
 	"OSProvisioningTimedOut":   {409, "OS Provisioning for VM '%[7]s' did not finish in the allotted time. The VM may still finish provisioning successfully."},
 	"ResourceGroupNotFound":    {404, "Resource group '%[7]s' could not be found."},
 	"PropertyChangeNotAllowed": {409, "Changing property 'customData' is not allowed."},
+	// Microsoft Learn, "Resolve errors for request disallowed by policy".
+	"RequestDisallowedByPolicy": {403, "Resource '%[7]s' was disallowed by policy. Policy identifiers: '[{\"policyAssignment\":{\"name\":\"Allowed locations\",\"id\":\"/subscriptions/00000000-0000-0000-0000-000000000000/providers/Microsoft.Authorization/policyAssignments/allowed-locations\"},\"policyDefinition\":{\"name\":\"Allowed locations\",\"id\":\"/providers/Microsoft.Authorization/policyDefinitions/e56962a6-4747-49cd-b67b-bf8b01975c4c\"}}]'."},
+	"ResourceGroupBeingDeleted": {409, "The resource group is in deprovisioning state and cannot perform this operation."},
+	// The answer for an api-version the cloud does not have (Azure Stack Hub, a sovereign cloud).
+	"NoRegisteredProviderFound": {400, "No registered resource provider found for location '%[2]s' and API version '%[8]s' for type '%[9]s'. The supported api-versions are '2020-06-01, 2020-12-01'. The supported locations are '%[2]s'."},
+	// One Run Command at a time per VM (Azure/azure-cli#32305).
+	"Conflict": {409, "Run command extension execution is in progress. Please wait for completion before invoking a run command."},
 }
 
 type faultState struct {
@@ -159,7 +166,8 @@ func (f *Fault) armError(e *Emulator, c *call, location string) (int, armError) 
 		if msg == "" {
 			msg = k.msg
 			if strings.Contains(msg, "%[") {
-				msg = fmt.Sprintf(msg, c.str("properties", "hardwareProfile", "vmSize"), location, e.opts.ClientID, permission(r, t), t.id(), t.ns, t.name())
+				msg = fmt.Sprintf(msg, c.str("properties", "hardwareProfile", "vmSize"), location, e.opts.ClientID, permission(r, t), t.id(), t.ns, t.name(),
+					r.URL.Query().Get("api-version"), strings.Join(t.types, "/"))
 			}
 		}
 	}
