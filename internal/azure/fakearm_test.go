@@ -3,6 +3,7 @@ package azure
 import (
 	"bytes"
 	"context"
+	"crypto/rsa"
 	"fmt"
 	"io"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 	networkfake "github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v9/fake"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resources/armresources/v4"
 	resourcesfake "github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resources/armresources/v4/fake"
+	"golang.org/x/crypto/ssh"
 )
 
 // fakeARM is an in-memory ARM built from the SDK's own fake servers (armcompute/v8/fake,
@@ -476,6 +478,17 @@ func (f *fakeARM) transport() *router {
 					errResp.SetError(err)
 					return
 				}
+				// osProfile takes ssh-rsa >= 2048 bits and ssh-ed25519 only, else 400
+				// InvalidParameter on keyData (Microsoft Learn, "Detailed steps: create and
+				// manage SSH keys"); azuretest models the same rule independently.
+				if lc := v.Properties.OSProfile.LinuxConfiguration; lc != nil && lc.SSH != nil {
+					for _, k := range lc.SSH.PublicKeys {
+						if pk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(deref(k.KeyData))); err != nil || (pk.Type() != ssh.KeyAlgoED25519 && !(pk.Type() == ssh.KeyAlgoRSA && rsaBits(pk) >= 2048)) {
+							errResp.SetResponseError(http.StatusBadRequest, "InvalidParameter")
+							return
+						}
+					}
+				}
 				f.mu.Lock()
 				defer f.mu.Unlock()
 				v.ID, v.Name = ptr(f.id(rg, "Microsoft.Compute", "virtualMachines", name)), ptr(name)
@@ -592,3 +605,12 @@ func (f *fakeARM) groupNames() []string {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func rsaBits(k ssh.PublicKey) int {
+	if ck, ok := k.(ssh.CryptoPublicKey); ok {
+		if rk, ok := ck.CryptoPublicKey().(*rsa.PublicKey); ok {
+			return rk.N.BitLen()
+		}
+	}
+	return 0
+}

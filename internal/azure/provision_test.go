@@ -28,7 +28,7 @@ func testSpec() Spec {
 		Size:          "Standard_B2s",
 		ImageURN:      "Canonical:ubuntu-24_04-lts:server:latest",
 		AdminUser:     "nixos",
-		AdminKeys:     []string{"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIUserKey user@laptop\n"},
+		AdminKeys:     []string{"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl user@laptop\n"},
 		CustomData:    []byte("#cloud-config\ndisable_root: false\n"),
 		Tags:          map[string]string{"owner": "team"},
 		RunURL:        "https://github.com/o/r/actions/runs/1",

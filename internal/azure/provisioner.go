@@ -169,7 +169,22 @@ func (s *Spec) validate() error {
 	if len(s.AdminKeys) == 0 {
 		errs = append(errs, errors.New("no admin SSH public key: password login is disabled, so at least one key is needed"))
 	}
+	for i, k := range s.AdminKeys {
+		if !AcceptsSSHKey(k) {
+			// Sent, it would fail the whole VM create with InvalidParameter (keyData).
+			errs = append(errs, fmt.Errorf("admin SSH key %d (%s) is not one Azure accepts in a VM's osProfile (ssh-rsa of at least %d bits or ssh-ed25519): give such keys to the installed system instead", i+1, keyType(k), minRSABits))
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// keyType is the first field of an authorized_keys line, for messages: never the key itself.
+func keyType(line string) string {
+	f := strings.Fields(line)
+	if len(f) == 0 {
+		return "empty"
+	}
+	return f[0]
 }
 
 // tags returns the tags every resource of the deployment carries.

@@ -3,6 +3,9 @@ package deploy
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"errors"
 	"os"
 	"path/filepath"
@@ -513,5 +516,56 @@ func TestDestroy(t *testing.T) {
 	res = Destroy(context.Background(), Options{Config: cfg, Cloud: h.cloud, Sink: sink})
 	if res.Err != nil || !h.cloud.destroyed || len(res.Resources) != 1 {
 		t.Fatalf("destroy: %v %+v", res.Err, res)
+	}
+}
+
+// TestDeployWithOnlyAnECDSAKey (issue 14): Azure refuses ECDSA keys in a
+// VM's osProfile, so the VM is created with the deploy key, and the user's
+// ECDSA key reaches user-name on the installed NixOS through settings.json
+// (the stand-in evaluates the rendered configuration and installs its user
+// keys where NixOS's sshd reads them).
+func TestDeployWithOnlyAnECDSAKey(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.naEnv = append(h.naEnv, "FAKE_NA_USER_KEYS=1")
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := ssh.NewPublicKey(&ec.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecLine := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pub))) + " me@laptop"
+	opts := h.options(map[string]string{"ssh-public-keys": ecLine})
+	res := h.run(context.Background(), opts)
+	if res.Err != nil {
+		t.Fatalf("deploy failed in %s: %v\n%s", res.FailedStage, res.Err, h.stdout)
+	}
+	h.cloud.mu.Lock()
+	sent := h.cloud.adminKeys
+	h.cloud.mu.Unlock()
+	if len(sent) != 1 || !strings.HasPrefix(sent[0], "ssh-ed25519 ") || !strings.HasSuffix(sent[0], " nixos-cloud-deploy") {
+		t.Errorf("osProfile keys = %q, want only the deploy key", sent)
+	}
+	c, err := ssh.Dial("tcp", h.cloud.vm.srv.Addr, h.cloud.vm.srv.ClientConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sess, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	out, err := sess.Output("cat /etc/ssh/authorized_keys.d/nixos")
+	if err != nil {
+		t.Fatalf("the installed system has no keys for nixos: %v", err)
+	}
+	if strings.TrimSpace(string(out)) != ecLine {
+		t.Errorf("keys of nixos on the installed system = %q, want %q", out, ecLine)
+	}
+	if !strings.Contains(h.stdout.String(), "1 key(s) of a kind Azure does not take in a VM's osProfile (ecdsa-sha2-nistp256) reach nixos on the installed NixOS") {
+		t.Errorf("the log does not say where the ECDSA key went:\n%s", h.stdout)
 	}
 }

@@ -26,6 +26,19 @@ func (s *state) deployKeyLine() string {
 	return keys.AuthorizedKey(s.deployKey.Public, "nixos-cloud-deploy")
 }
 
+// adminKeys are the keys the VM is created with: those of ssh-public-keys
+// Azure takes in osProfile (ssh-rsa >= 2048 bits, ssh-ed25519; any other
+// fails the whole create), or, when none is, the deploy key, since Azure
+// wants one. Every key of ssh-public-keys reaches user-name on the installed
+// NixOS through settings.json.
+func (s *state) adminKeys() []string {
+	accepted, _ := azure.SSHKeysAzureAccepts(s.cfg.SSHPublicKeys)
+	if len(accepted) == 0 {
+		return []string{s.deployKeyLine()}
+	}
+	return accepted
+}
+
 func (s *state) spec() azure.Spec {
 	sp := azure.Spec{
 		ResourceGroup: s.cfg.ResourceGroup,
@@ -35,7 +48,7 @@ func (s *state) spec() azure.Spec {
 		ImageURN:      s.cfg.Image,
 		OSDiskSizeGB:  s.cfg.OSDiskSizeGB,
 		AdminUser:     s.cfg.UserName,
-		AdminKeys:     s.cfg.SSHPublicKeys,
+		AdminKeys:     s.adminKeys(),
 		RunURL:        s.opts.Env.RunURL,
 		AutoShutdown:  s.cfg.AutoShutdown,
 		HostKeyPublic: keys.AuthorizedKey(s.pinned, ""),
@@ -80,6 +93,13 @@ func (s *state) stageProvision(ctx context.Context) (string, error) {
 		s.pinned = k
 		s.vmExists = true
 		s.sink.Infof("virtual machine %s exists (power state %q): reusing it, host key pinned from its %s tag", s.cfg.VMName, info.PowerState, plan.TagSSHHostKey)
+	}
+	if _, refused := azure.SSHKeysAzureAccepts(s.cfg.SSHPublicKeys); len(refused) > 0 {
+		types := make([]string, 0, len(refused))
+		for _, k := range refused {
+			types = append(types, strings.Fields(k)[0])
+		}
+		s.sink.Infof("ssh-public-keys: %d key(s) of a kind Azure does not take in a VM's osProfile (%s) reach %s on the installed NixOS only, not the Ubuntu that runs before it", len(refused), strings.Join(types, ", "), s.cfg.UserName)
 	}
 	res, err := s.opts.Cloud.Provision(ctx, s.spec(), func(e azure.Event) {
 		switch e.Phase {

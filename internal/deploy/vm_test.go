@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"crypto/rsa"
 	"fmt"
 	"io"
 	"net"
@@ -281,7 +282,8 @@ type fakeCloud struct {
 	size          string
 	rgExists      bool
 	serial        string
-	hostKeyPEM    []byte // the private host key the custom data carried
+	hostKeyPEM    []byte   // the private host key the custom data carried
+	adminKeys     []string // the osProfile keys of the last Provision
 }
 
 func (c *fakeCloud) lastHostKeyPEM() []byte {
@@ -372,6 +374,15 @@ func (c *fakeCloud) Provision(ctx context.Context, s azure.Spec, progress func(a
 	res := &azure.Result{PublicIP: "127.0.0.1", FQDN: s.VMName + "." + s.Location + ".cloudapp.azure.com"}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.adminKeys = append([]string(nil), s.AdminKeys...)
+	// A VM create with a key Azure does not take in osProfile fails whole:
+	// ssh-rsa >= 2048 bits and ssh-ed25519 only (Microsoft Learn, "Detailed
+	// steps: create and manage SSH keys"; azuretest models it on the wire).
+	for _, k := range s.AdminKeys {
+		if pk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(k)); err != nil || (pk.Type() != ssh.KeyAlgoED25519 && !(pk.Type() == ssh.KeyAlgoRSA && rsaBits(pk) >= 2048)) {
+			return res, fmt.Errorf("failed to create virtual machine %q: InvalidParameter: The value of parameter linuxConfiguration.ssh.publicKeys.keyData is invalid.", s.VMName)
+		}
+	}
 	c.rgExists = true // the resource group comes first
 	if c.provisionErr != nil && !c.failAfterVM {
 		progress(azure.Event{Kind: azure.KindVM, Name: s.VMName, Phase: azure.PhaseFailed, Err: c.provisionErr})
@@ -429,3 +440,12 @@ func (c *fakeCloud) Destroy(_ context.Context, rg string) (azure.DestroyResult, 
 }
 
 var _ Cloud = (*fakeCloud)(nil)
+
+func rsaBits(k ssh.PublicKey) int {
+	if ck, ok := k.(ssh.CryptoPublicKey); ok {
+		if rk, ok := ck.CryptoPublicKey().(*rsa.PublicKey); ok {
+			return rk.N.BitLen()
+		}
+	}
+	return 0
+}

@@ -3,6 +3,9 @@
 package e2e
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -786,4 +789,68 @@ func TestInstallAfterFailedInstall(t *testing.T) {
 	}
 	checkStandIn(t, w, r, w.emu.VMs()[0], hostKeyPub)
 	checkNoSecrets(t, r, w)
+}
+
+// TestDeployWithOnlyAnECDSAKey (issue 14): Azure refuses an ECDSA key in the
+// VM's osProfile (the emulator answers 400 InvalidParameter on keyData, as
+// Azure does), so the binary sends it only keys Azure takes, and the ECDSA
+// key reaches the installed NixOS through settings.json: it logs in as
+// user-name after the install, with the pinned host key.
+func TestDeployWithOnlyAnECDSAKey(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, quickLatency)
+	const name = "e2e-ecdsa"
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.NewSignerFromKey(ec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := w.inputs("deploy", name)
+	in["ssh-public-keys"] = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey()))) + " me@laptop"
+	r := w.runAction(t, in)
+	defer r.dump(t)
+	if r.Code != 0 {
+		t.Fatalf("exit code %d, want 0", r.Code)
+	}
+	vms := w.emu.VMs()
+	if len(vms) != 1 {
+		t.Fatalf("emulator has %d VMs, want 1", len(vms))
+	}
+	var req vmRequest
+	if err := json.Unmarshal(vms[0].Request, &req); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range req.Properties.OSProfile.LinuxConfiguration.SSH.PublicKeys {
+		if strings.HasPrefix(k.KeyData, "ecdsa-") {
+			t.Errorf("the ECDSA key was sent in osProfile: %q", k.KeyData)
+		}
+	}
+	vm := w.fleet.VM(t, name)
+	cc, err := parseCloudConfig(vms[0].CustomData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(cc.SSHKeys["ed25519_public"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ssh.Dial("tcp", net.JoinHostPort(vm.IP, "22"), &ssh.ClientConfig{
+		User: vm.Admin, Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		HostKeyCallback: ssh.FixedHostKey(hk), Timeout: 10 * time.Second,
+	})
+	if err != nil {
+		t.Fatalf("log in as %s with the ECDSA key: %v", vm.Admin, err)
+	}
+	defer c.Close()
+	sess, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	if out, err := sess.Output("id -un"); err != nil || strings.TrimSpace(string(out)) != vm.Admin {
+		t.Errorf("id -un = %q, %v", out, err)
+	}
 }

@@ -285,6 +285,7 @@ func (w *world) runAction(t testing.TB, in map[string]string, extraEnv ...string
 		"GITHUB_RUN_ID=4242",
 		"SSL_CERT_FILE=" + w.ca,
 		"FAKE_NA_REMOTE=1",
+		"FAKE_NA_USER_KEYS=1",
 		"FAKE_NA_ARGV=" + p("argv"),
 		"E2E_PROXY_COPY=" + p("proxy"),
 		"E2E_STANDIN_TIMES=" + p("standin-times"),

@@ -413,7 +413,16 @@ func (f *fleet) writeReboot(vm *bootedVM, setup string) error {
 		return err
 	}
 	nixosCfg := filepath.Join(vm.Dir, "sshd_config.nixos")
-	if err := os.WriteFile(nixosCfg, append(cfg, "DebianBanner no\n"...), 0o644); err != nil {
+	// NixOS's sshd also reads /etc/ssh/authorized_keys.d/%u, where the
+	// installed configuration puts users.users.<name>.openssh.authorizedKeys
+	// (nixpkgs nixos/modules/services/networking/ssh/sshd.nix,
+	// authorizedKeysFiles); the stand-in wrote the user's there.
+	keysLine := "AuthorizedKeysFile " + filepath.Join(vm.Dir, "keys", "%u") + " .ssh/authorized_keys"
+	if !strings.Contains(string(cfg), keysLine+"\n") {
+		return fmt.Errorf("sshd_config has no line %q", keysLine)
+	}
+	nixosText := strings.Replace(string(cfg), keysLine+"\n", keysLine+" /etc/ssh/authorized_keys.d/%u\n", 1) + "DebianBanner no\n"
+	if err := os.WriteFile(nixosCfg, []byte(nixosText), 0o644); err != nil {
 		return err
 	}
 	q := shellQuote
@@ -425,6 +434,9 @@ pid=$(ip netns pids ` + q(vm.NS) + ` | head -n 1)
 if [[ -n $pid ]]; then
   nsenter -t "$pid" -m cat /root/.ssh/authorized_keys >>` + q(filepath.Join(vm.Dir, "keys", "root")) + ` 2>/dev/null
 fi
+# The Ubuntu admin user's keys (the Azure agent's, from osProfile) are
+# gone: the installed NixOS authorises what its configuration says.
+: >` + q(filepath.Join(vm.Dir, "keys", vm.Admin)) + `
 for _ in $(seq 100); do
   pids=$(ip netns pids ` + q(vm.NS) + `)
   [[ -z $pids ]] && break

@@ -3,6 +3,7 @@ package azuretest
 import (
 	"bytes"
 	"context"
+	"crypto/rsa"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -11,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 )
 
 // VMRecord describes a virtual machine as the emulator stores it.
@@ -65,6 +68,10 @@ func (e *Emulator) putVM(w http.ResponseWriter, c *call) *apiError {
 	if old != nil && old.state() == "Deleting" {
 		e.mu.Unlock()
 		return newAPIError(http.StatusConflict, "OperationNotAllowed", "The operation is not allowed because the VM is being deleted.")
+	}
+	if aerr := checkLinuxSSH(c); aerr != nil {
+		e.mu.Unlock()
+		return aerr
 	}
 	doc := baseDoc(c, id)
 	props := doc["properties"].(map[string]any)
@@ -483,4 +490,44 @@ func (e *Emulator) serveBootDiagnosticsBlob(w http.ResponseWriter, r *http.Reque
 			_, _ = w.Write(body)
 		}
 	}
+}
+
+// checkLinuxSSH applies the compute RP's rules for a Linux VM's SSH settings (Microsoft Learn,
+// "Detailed steps: create and manage SSH keys": only SSH-2 RSA keys of at least 2048 bits and
+// ED25519 keys; anything else, ECDSA and FIDO sk-* keys included, is 400 InvalidParameter with
+// target linuxConfiguration.ssh.publicKeys.keyData, as users report it), and refuses a profile
+// with password login off and no key.
+func checkLinuxSSH(c *call) *apiError {
+	lc := mapAt(c.doc, "properties", "osProfile", "linuxConfiguration")
+	if lc == nil {
+		return nil
+	}
+	keys := slice(lc, "ssh", "publicKeys")
+	if off, _ := lc["disablePasswordAuthentication"].(bool); off && len(keys) == 0 {
+		return &apiError{status: http.StatusBadRequest, armError: armError{Code: "InvalidParameter", Target: "linuxConfiguration",
+			Message: "Authentication using either SSH or by user name and password must be enabled in Linux profile."}}
+	}
+	for _, x := range keys {
+		k, _ := x.(map[string]any)
+		if !azureTakesKey(str(k, "keyData")) {
+			return &apiError{status: http.StatusBadRequest, armError: armError{Code: "InvalidParameter", Target: "linuxConfiguration.ssh.publicKeys.keyData",
+				Message: "The value of parameter linuxConfiguration.ssh.publicKeys.keyData is invalid."}}
+		}
+	}
+	return nil
+}
+
+func azureTakesKey(line string) bool {
+	k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(strings.TrimSpace(line)))
+	if err != nil {
+		return false
+	}
+	switch k.Type() {
+	case ssh.KeyAlgoED25519:
+		return true
+	case ssh.KeyAlgoRSA:
+		rk, ok := k.(ssh.CryptoPublicKey).CryptoPublicKey().(*rsa.PublicKey)
+		return ok && rk.N.BitLen() >= 2048
+	}
+	return false
 }

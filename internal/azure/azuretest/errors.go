@@ -9,6 +9,7 @@ import (
 type armError struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	Target  string `json:"target,omitempty"`
 }
 
 type errorBody struct {
@@ -30,7 +31,10 @@ func writeError(w http.ResponseWriter, status int, code, message string) {
 	writeJSON(w, status, errorBody{Error: armError{Code: code, Message: message}})
 }
 
-func (a *apiError) write(w http.ResponseWriter) { writeError(w, a.status, a.Code, a.Message) }
+func (a *apiError) write(w http.ResponseWriter) {
+	w.Header().Set("x-ms-failure-cause", "gateway")
+	writeJSON(w, a.status, errorBody{Error: a.armError})
+}
 
 func randRead(b []byte) {
 	if _, err := rand.Read(b); err != nil {

@@ -242,6 +242,9 @@ func createNetwork(ctx context.Context, t testing.TB, c clients) graph {
 
 const testCustomData = "#cloud-config\ndisable_root: false\n"
 
+// testUserKey is an ed25519 key, a kind Azure takes in osProfile.
+const testUserKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl me@laptop"
+
 func vmParams(nicID, customData string) armcompute.VirtualMachine {
 	return armcompute.VirtualMachine{
 		Location: to.Ptr(testLocation),
@@ -264,6 +267,10 @@ func vmParams(nicID, customData string) armcompute.VirtualMachine {
 				CustomData:    to.Ptr(base64.StdEncoding.EncodeToString([]byte(customData))),
 				LinuxConfiguration: &armcompute.LinuxConfiguration{
 					DisablePasswordAuthentication: to.Ptr(true),
+					SSH: &armcompute.SSHConfiguration{PublicKeys: []*armcompute.SSHPublicKey{{
+						Path:    to.Ptr("/home/nixos/.ssh/authorized_keys"),
+						KeyData: to.Ptr(testUserKey),
+					}}},
 				},
 			},
 			SecurityProfile: &armcompute.SecurityProfile{

@@ -13,6 +13,12 @@
 #                        output pipe, then waits forever (kexec on Azure
 #                        hanging, nixos-anywhere issue 400)
 #   FAKE_NA_PIDS  hang mode: file to record "leader <pid>" and "child <pid>"
+#   FAKE_NA_USER_KEYS=1  with FAKE_NA_REMOTE=1: at "Installing NixOS", write
+#                 the user's keys the rendered configuration gives
+#                 users.users.<user>.openssh.authorizedKeys.keys (evaluated
+#                 with nix-instantiate and ../eval-stub.nix) to the target's
+#                 /etc/ssh/authorized_keys.d/<user>, where NixOS's sshd reads
+#                 them (nixpkgs nixos/modules/services/networking/ssh/sshd.nix)
 #   FAKE_NA_REMOTE=1  reach the target as the real one does: the real ssh
 #                 client with nixos-anywhere's own options (no host key
 #                 checking) and the --ssh-option values it was given, so
@@ -102,6 +108,23 @@ step Installing NixOS
 if [[ ${FAKE_NA_MODE:-ok} == fail ]]; then
   echo "error: builder for '/nix/store/00000000000000000000000000000000-grub-config.xml.drv' failed with exit code 1" >&2
   exit 2
+fi
+if [[ ${FAKE_NA_REMOTE-} == 1 && ${FAKE_NA_USER_KEYS-} == 1 ]]; then
+  stub="$(cd "$(dirname "$0")/.." && pwd)/eval-stub.nix"
+  dir=${flake%%#*}
+  dir=${dir#path:}
+  # The user name and keys as the installed configuration has them, one per
+  # line: nix-instantiate 2.8 has no --raw, so JSON strings are decoded here.
+  eval_json() {
+    nix-instantiate --eval --strict --json --arg dir "$dir" -E \
+      "{ dir }: let c = import $stub { inherit dir; }; in $1" 2>/dev/null
+  }
+  user=$(eval_json 'c.userName' | sed -e 's/^"//' -e 's/"$//')
+  [[ $user =~ ^[a-z_][a-z0-9_-]*$ ]] || abort "cannot evaluate the user name of $dir"
+  eval_json 'builtins.concatStringsSep "\n" c.userKeys' | sed -e 's/^"//' -e 's/"$//' |
+    awk '{ gsub(/\\n/, "\n"); gsub(/\\"/, "\""); gsub(/\\\\/, "\\"); print }' |
+    remote "mkdir -p /etc/ssh/authorized_keys.d && cat >/etc/ssh/authorized_keys.d/$user" ||
+    abort "ssh to $host failed"
 fi
 echo "installing the boot loader..."
 echo "installation finished!"
