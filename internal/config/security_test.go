@@ -119,9 +119,11 @@ func TestSecurityRules(t *testing.T) {
 		{"tab in a comment is fine", "ssh-public-keys", testPub + "\tat work", nil, "", nil},
 		{"options would be dropped", "ssh-public-keys", `from="10.0.0.0/8",no-pty ` + testPub, nil, "authorized_keys options", nil},
 
-		// deploy gives the keys to Azure, which takes only ed25519 and RSA >= 2048.
-		{"ecdsa key for deploy", "ssh-public-keys", ecLine, nil, "Azure accepts only ssh-ed25519 and ssh-rsa", nil},
-		{"small rsa key for deploy", "ssh-public-keys", publicLine(t, &smallRSA.PublicKey, "old"), nil, "RSA key of 1024 bits", nil},
+		// Every key type a user may have is accepted: deploy sends Azure only
+		// the keys it takes in osProfile and gives all of them to the
+		// installed NixOS (issue 14; azure.SSHKeysAzureAccepts).
+		{"ecdsa key for deploy", "ssh-public-keys", ecLine, nil, "", nil},
+		{"small rsa key for deploy", "ssh-public-keys", publicLine(t, &smallRSA.PublicKey, "old"), nil, "", nil},
 		{"ecdsa key for install onto a host", "ssh-public-keys", ecLine, map[string]string{"command": "install", "target-host": "203.0.113.7", "target-host-key": testPub, "target-ssh-key": key}, "", nil},
 	}
 	for _, tc := range tests {

@@ -72,29 +72,6 @@ func badChar(line string) string {
 	return ""
 }
 
-// azureAdminKeyTypes are the key types Azure accepts in a Linux VM's
-// osProfile (ssh-rsa of 2048 bits or more, ssh-ed25519; anything else is
-// InvalidParameter on linuxConfiguration.ssh.publicKeys.keyData, Microsoft
-// Learn "Detailed steps: create and manage SSH keys for authentication to a
-// Linux VM in Azure"). deploy hands ssh-public-keys to Azure as the admin
-// user's keys, so it checks this before anything is created.
-const minAzureRSABits = 2048
-
-func checkAzureAdminKey(k ssh.PublicKey) string {
-	switch k.Type() {
-	case ssh.KeyAlgoED25519:
-		return ""
-	case ssh.KeyAlgoRSA:
-		if ck, ok := k.(ssh.CryptoPublicKey); ok {
-			if rk, ok := ck.CryptoPublicKey().(interface{ Size() int }); ok && rk.Size()*8 < minAzureRSABits {
-				return fmt.Sprintf("is an RSA key of %d bits; Azure accepts RSA keys of %d bits or more (or ssh-ed25519)", rk.Size()*8, minAzureRSABits)
-			}
-		}
-		return ""
-	}
-	return fmt.Sprintf("is a %s key; Azure accepts only ssh-ed25519 and ssh-rsa (%d bits or more) for the VM's user", k.Type(), minAzureRSABits)
-}
-
 // ParseAuthorizedKeys parses one authorized_keys line per line; blank lines
 // and # comments are skipped. The lines come back normalised: key type,
 // base64 key and comment. An error shows no more of a bad line than its key
@@ -135,22 +112,6 @@ func ParseAuthorizedKeys(input, s string) ([]string, error) {
 		keys = append(keys, norm)
 	}
 	return keys, errors.Join(errs...)
-}
-
-// checkAzureAdminKeys applies Azure's key type rule to lines that
-// ParseAuthorizedKeys accepted.
-func checkAzureAdminKeys(input string, lines []string) error {
-	var errs []error
-	for i, line := range lines {
-		k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(line))
-		if err != nil {
-			continue // reported by ParseAuthorizedKeys
-		}
-		if rule := checkAzureAdminKey(k); rule != "" {
-			errs = append(errs, &FieldError{Input: fmt.Sprintf("%s key %d", input, i+1), Value: k.Type(), Rule: rule})
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // parseHostKey reads a host key given as an authorized_keys line

@@ -215,11 +215,6 @@ func Parse(in Inputs) (Config, error) {
 	check(err)
 	c.Target, err = parseTarget(in, c.Command)
 	check(err)
-	if c.Command == Deploy {
-		// deploy hands these keys to Azure as the VM user's: refuse what
-		// Azure would refuse before anything is created.
-		check(checkAzureAdminKeys("ssh-public-keys", c.SSHPublicKeys))
-	}
 	c.DryRun, err = parseBool("dry-run", in.DryRun)
 	check(err)
 	c.Switch, err = parseSwitch(in, c)
