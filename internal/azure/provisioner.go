@@ -47,6 +47,7 @@ type Provisioner struct {
 	vnets     *armnetwork.VirtualNetworksClient
 	nics      *armnetwork.InterfacesClient
 	vms       *armcompute.VirtualMachinesClient
+	tags      *armresources.TagsClient
 }
 
 // Option tunes a Provisioner.
@@ -96,6 +97,7 @@ func NewProvisioner(subscriptionID string, cred azcore.TokenCredential, opts *ar
 		vnets:          nf.NewVirtualNetworksClient(),
 		nics:           nf.NewInterfacesClient(),
 		vms:            cf.NewVirtualMachinesClient(),
+		tags:           rf.NewTagsClient(),
 	}
 	for _, o := range more {
 		o(p)

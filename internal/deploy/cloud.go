@@ -17,6 +17,8 @@ type Cloud interface {
 	// RunShellScript runs a script as root through Azure Run Command.
 	RunShellScript(ctx context.Context, rg, vm, script string) (string, error)
 	StartVM(ctx context.Context, rg, vm string) error
+	// SetHostKeyTag sets the VM's ssh-host-key tag, keeping its other tags.
+	SetHostKeyTag(ctx context.Context, rg, vm, hostKey string) error
 }
 
 var _ Cloud = (*azure.Provisioner)(nil)

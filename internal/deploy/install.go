@@ -61,7 +61,7 @@ func (s *state) stageLocate(ctx context.Context) (string, error) {
 			Hint: "the source system reaches the VM over SSH on its public IP; add one to its NIC"}
 	}
 	s.machine = &azure.Result{VMID: info.ID, PublicIP: info.PublicIP, FQDN: info.FQDN}
-	s.vmExists = true
+	s.vmExists, s.ours = true, info.Managed
 	if info.HostKey != "" {
 		k, err := sshx.ParseHostKey(info.HostKey)
 		if err != nil {

@@ -96,9 +96,12 @@ type state struct {
 	keyFile   string
 	machine   *azure.Result
 	vmExists  bool
-	client    *sshx.Client
-	disk      string
-	isNixOS   bool
+	// ours is set for an Azure VM this action created (tagged managed-by):
+	// its host key travelled in custom data and is rotated after the install.
+	ours    bool
+	client  *sshx.Client
+	disk    string
+	isNixOS bool
 	// noRoot is set when an existing VM answers with the pinned host key
 	// but root refuses this run's deploy key.
 	noRoot bool
@@ -140,6 +143,7 @@ func (s *state) stages() []stage {
 		{name: "detect disk", run: (*state).stageDetectDisk, skip: skipInstalled},
 		{name: "install", run: (*state).stageInstall, skip: skipInstalled},
 		{name: "verify", run: (*state).stageVerify, skip: skipNoRoot},
+		{name: "rotate host key", run: (*state).stageRotateHostKey, skip: skipRotate},
 		{name: "finalize", run: (*state).stageFinalize, skip: func(s *state) string {
 			if s.cfg.ConfigRepo == "" {
 				return "no config-repo given"

@@ -169,7 +169,7 @@ func TestDeploySuccessWithFinalize(t *testing.T) {
 		t.Fatalf("deploy failed in %s: %v\n%s", res.FailedStage, res.Err, h.stdout)
 	}
 	want := map[string]Status{"plan": StatusOK, "provision": StatusOK, "wait for SSH": StatusOK, "detect disk": StatusOK,
-		"install": StatusOK, "verify": StatusOK, "finalize": StatusOK, "report": StatusOK}
+		"install": StatusOK, "verify": StatusOK, "rotate host key": StatusOK, "finalize": StatusOK, "report": StatusOK}
 	if d := cmp.Diff(want, statuses(res)); d != "" {
 		t.Errorf("stages (-want +got):\n%s", d)
 	}
@@ -198,7 +198,7 @@ func TestDeploySuccessWithFinalize(t *testing.T) {
 		}
 	}
 	// The GitHub key landed with LF endings and mode 0600.
-	c, err := ssh.Dial("tcp", vm.srv.Addr, vm.srv.ClientConfig())
+	c, err := ssh.Dial("tcp", vm.srv.Addr, vm.clientConfig(t, res))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -445,9 +445,14 @@ func TestDeployRerunIsIdempotent(t *testing.T) {
 		t.Error("the second run booted another VM")
 	}
 	want := map[string]Status{"plan": StatusOK, "provision": StatusOK, "wait for SSH": StatusOK, "detect disk": StatusSkipped,
-		"install": StatusSkipped, "verify": StatusOK, "finalize": StatusOK, "report": StatusOK}
+		"install": StatusSkipped, "verify": StatusOK, "rotate host key": StatusOK, "finalize": StatusOK, "report": StatusOK}
 	if d := cmp.Diff(want, statuses(second)); d != "" {
 		t.Errorf("second run stages (-want +got):\n%s", d)
+	}
+	for _, st := range second.Stages {
+		if st.Name == "rotate host key" && !strings.Contains(st.Note, "made on the VM by an earlier run") {
+			t.Errorf("the second run rotated the host key again: %q", st.Note)
+		}
 	}
 	for _, r := range second.Resources {
 		if !strings.HasSuffix(r, "(reused)") {

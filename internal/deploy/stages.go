@@ -75,6 +75,7 @@ func (s *state) stageProvision(ctx context.Context) (string, error) {
 		}
 		s.sink.Mask(string(s.hostKey.PrivatePEM))
 		s.pinned = s.hostKey.Public
+		s.ours = true
 	case err != nil:
 		return "", err
 	default:
@@ -91,7 +92,7 @@ func (s *state) stageProvision(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("failed to parse the %s tag of virtual machine %q: %w", plan.TagSSHHostKey, s.cfg.VMName, err)
 		}
 		s.pinned = k
-		s.vmExists = true
+		s.vmExists, s.ours = true, true
 		s.sink.Infof("virtual machine %s exists (power state %q): reusing it, host key pinned from its %s tag", s.cfg.VMName, info.PowerState, plan.TagSSHHostKey)
 	}
 	if _, refused := azure.SSHKeysAzureAccepts(s.cfg.SSHPublicKeys); len(refused) > 0 {

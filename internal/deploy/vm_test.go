@@ -113,6 +113,7 @@ func startVM(t *testing.T, o vmOptions) *testVM {
 	}
 	opts := []sshtest.Option{
 		sshtest.WithHostKeyPEM(hostKey),
+		sshtest.WithHostKeyPath("/etc/ssh/ssh_host_ed25519_key"),
 		sshtest.WithAuthorizedKeys(o.rootKeys...),
 		sshtest.WithWrapper("unshare", "--mount", "--propagation", "private", "--", "/bin/sh", setup, dir),
 		sshtest.WithAuthorizedKeysFiles(".ssh/authorized_keys"),
@@ -130,6 +131,9 @@ func startVM(t *testing.T, o vmOptions) *testVM {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "ssh_host_ed25519_key.pub"), ssh.MarshalAuthorizedKey(signer.PublicKey()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ssh_host_ed25519_key"), hostKey, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	srv := sshtest.Start(t, opts...)
@@ -155,6 +159,10 @@ func startVM(t *testing.T, o vmOptions) *testVM {
 	srv.AddExecutable("nix-channel", "#!/bin/sh\necho \"unpacking channels...\"\n")
 	srv.AddExecutable("git", "#!/bin/sh\n# git clone [<options>] [--] <repo> [<dir>] (git-clone(1))\nif [ \"$1\" = clone ]; then shift; [ \"$1\" = -- ] && shift; mkdir -p \"$2/.git\"; echo \"Cloning into '$2'...\"; fi\n")
 	srv.AddExecutable("nixos-rebuild", "#!/bin/sh\necho \"building the system configuration...\"\n")
+	// systemd's answer for the VM's sshd (systemctl(1) show --property
+	// --value); the pipeline sends it SIGHUP to load a new host key.
+	srv.AddExecutable("systemctl", "#!/bin/sh\nif [ \"$*\" = \"show --property MainPID --value sshd.service\" ]; then cat "+
+		sshx.Quote(filepath.Join(dir, "sshd.pid"))+"; exit 0; fi\necho \"systemctl stand-in: $*: not modelled\" >&2\nexit 1\n")
 	if o.secureBoot {
 		srv.AddExecutable("mokutil", "#!/bin/sh\necho 'SecureBoot enabled'\n")
 	}
@@ -284,6 +292,7 @@ type fakeCloud struct {
 	serial        string
 	hostKeyPEM    []byte   // the private host key the custom data carried
 	adminKeys     []string // the osProfile keys of the last Provision
+	tagErr        error    // SetHostKeyTag fails with it
 }
 
 func (c *fakeCloud) lastHostKeyPEM() []byte {
@@ -421,6 +430,22 @@ func (c *fakeCloud) Provision(ctx context.Context, s azure.Spec, progress func(a
 		return res, c.provisionErr
 	}
 	return res, nil
+}
+
+// SetHostKeyTag merges the tag, as ARM's tags resource does with operation
+// Merge; a VM that is not ours is refused, as the Provisioner does.
+func (c *fakeCloud) SetHostKeyTag(_ context.Context, rg, vm, hostKey string) error {
+	c.record("tag " + rg + "/" + vm)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.exists {
+		return fmt.Errorf("virtual machine %q in resource group %q: %w", vm, rg, azure.ErrNotFound)
+	}
+	if c.tagErr != nil {
+		return c.tagErr
+	}
+	c.hostKeyTag = hostKey
+	return nil
 }
 
 func (c *fakeCloud) SerialLog(_ context.Context, rg, vm string, tail int) (string, error) {

@@ -94,6 +94,7 @@ type options struct {
 	delayed     bool
 	wrapper     []string
 	keysFiles   []string
+	hostKeyPath string
 }
 
 // Option configures Start.
@@ -127,6 +128,16 @@ func WithHostKeyPEM(pemBytes []byte) Option {
 		panic(fmt.Sprintf("sshtest: failed to parse host key: %v", err))
 	}
 	return WithHostKey(key)
+}
+
+// WithHostKeyPath makes sshd read its primary host key from path, as a real
+// machine's sshd reads /etc/ssh/ssh_host_ed25519_key, instead of from the
+// server's own directory. Putting the key there (HostKeyPEM holds it) is the
+// caller's job, typically the wrapper's (WithWrapper) in a private mount
+// namespace; a test can then replace the file, send sshd SIGHUP, and sshd
+// presents the new key, as on the real machine.
+func WithHostKeyPath(path string) Option {
+	return func(o *options) { o.hostKeyPath = path }
 }
 
 // WithExtraHostKey adds another host key (a real Ubuntu VM offers rsa, ecdsa and ed25519).
@@ -239,6 +250,9 @@ func prepare(t testing.TB, o *options) (*Server, error) {
 		path := filepath.Join(dir, fmt.Sprintf("ssh_host_key_%d", i))
 		if err := os.WriteFile(path, pemBytes, 0o600); err != nil {
 			return nil, err
+		}
+		if i == 0 && o.hostKeyPath != "" {
+			path = o.hostKeyPath
 		}
 		hostKeyLines = append(hostKeyLines, "HostKey "+path)
 		knownKeys = append(knownKeys, strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey()))))

@@ -56,9 +56,18 @@ func TestDeployRerunDestroy(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// The key from custom data got nixos-anywhere in; after the
+		// install the VM made a new one, which the outputs and the tag name.
 		hostKeyPub = cc.SSHKeys["ed25519_public"]
-
-		checkOutputs(t, r, rec, hostKeyPub)
+		rotated := vm.HostKeyNow(t)
+		if rotated == hostKeyPub {
+			t.Errorf("the VM still has the host key from custom data")
+		}
+		if got := w.emu.VMs()[0].Tags["ssh-host-key"]; got != rotated {
+			t.Errorf("ssh-host-key tag %q, want the rotated key %q", got, rotated)
+		}
+		checkOldHostKeyRefused(t, vm, hostKeyPub)
+		checkOutputs(t, r, rec, rotated)
 		checkStages(t, r.Summary, []stage{
 			{Name: "plan", Status: "✅ ok"},
 			{Name: "provision", Status: "✅ ok", Note: "6 created, 0 reused; " + rec.PublicIPs[0]},
@@ -66,6 +75,7 @@ func TestDeployRerunDestroy(t *testing.T) {
 			{Name: "detect disk", Status: "✅ ok", Note: "/dev/disk/by-id/wwn-0x60022480e2e0e2e0e2e0e2e0e2e0e2e0"},
 			{Name: "install", Status: "✅ ok", Note: "11 phases"},
 			{Name: "verify", Status: "✅ ok", Note: "NixOS, host key unchanged"},
+			{Name: "rotate host key", Status: "✅ ok"},
 			{Name: "finalize", Status: "✅ ok", Note: "5 steps"},
 			{Name: "report", Status: "✅ ok"},
 		})
@@ -94,7 +104,7 @@ func TestDeployRerunDestroy(t *testing.T) {
 		}
 		// The user's own key logs in as the admin user, with the host key
 		// from the output.
-		checkUserLogin(t, w, vm, hostKeyPub)
+		checkUserLogin(t, w, vm, rotated)
 		checkNoSecrets(t, r, w)
 	})
 	if vm == nil {
@@ -131,14 +141,15 @@ func TestDeployRerunDestroy(t *testing.T) {
 			{Name: "detect disk", Status: "⏭️ skipped", Note: "the VM already runs NixOS with the pinned host key (force-reinstall: true installs again)"},
 			{Name: "install", Status: "⏭️ skipped", Note: "the VM already runs NixOS with the pinned host key (force-reinstall: true installs again)"},
 			{Name: "verify", Status: "✅ ok", Note: "NixOS, host key unchanged"},
+			{Name: "rotate host key", Status: "✅ ok", Note: "host key " + fingerprint(t, vm.HostKeyNow(t)) + " was made on the VM by an earlier run"},
 			{Name: "finalize", Status: "✅ ok", Note: "5 steps"},
 			{Name: "report", Status: "✅ ok"},
 		})
 		if r.StandInArgv != nil {
 			t.Errorf("nixos-anywhere ran on a re-run: %q", r.StandInArgv)
 		}
-		if got := r.Outputs["ssh-host-key"]; !strings.HasSuffix(got, " "+hostKeyPub) {
-			t.Errorf("ssh-host-key output %q, want the first run's key %q", got, hostKeyPub)
+		if got := r.Outputs["ssh-host-key"]; !strings.HasSuffix(got, " "+vm.HostKeyNow(t)) {
+			t.Errorf("ssh-host-key output %q, want the key the first run rotated to %q", got, vm.HostKeyNow(t))
 		}
 		wantCalls := []string{
 			"nix-channel --add https://nixos.org/channels/nixos-26.05 nixos",
@@ -644,6 +655,7 @@ func checkNoSecrets(t *testing.T, r *run, w *world) {
 	}
 	for _, vm := range w.fleet.all() {
 		secrets = append(secrets, secretLines(vm.HostKeyPEM)...)
+		secrets = append(secrets, secretLines(vm.HostKeyPEMNow())...) // made on the VM: never leaves it
 	}
 	for name, text := range map[string]string{"stdout": r.Stdout, "stderr": r.Stderr, "summary": r.Summary, "outputs": r.OutputFile} {
 		for i, l := range strings.Split(text, "\n") {
@@ -763,6 +775,8 @@ func TestInstallAfterFailedInstall(t *testing.T) {
 		{Name: "detect disk", Status: "✅ ok", Note: "/dev/disk/by-id/wwn-0x60022480e2e0e2e0e2e0e2e0e2e0e2e0"},
 		{Name: "install", Status: "✅ ok", Note: "11 phases"},
 		{Name: "verify", Status: "✅ ok", Note: "NixOS, host key unchanged"},
+		// deploy made this VM and its key travelled in custom data.
+		{Name: "rotate host key", Status: "✅ ok"},
 		{Name: "finalize", Status: "✅ ok", Note: "5 steps"},
 		{Name: "report", Status: "✅ ok"},
 	})
@@ -781,8 +795,8 @@ func TestInstallAfterFailedInstall(t *testing.T) {
 	if !strings.Contains(vm.OSRelease(), "ID=nixos") {
 		t.Errorf("the VM does not run NixOS after command: install")
 	}
-	if got := r.Outputs["ssh-host-key"]; !strings.HasSuffix(got, " "+hostKeyPub) {
-		t.Errorf("ssh-host-key output %q, want the VM's key %q", got, hostKeyPub)
+	if got := r.Outputs["ssh-host-key"]; !strings.HasSuffix(got, " "+vm.HostKeyNow(t)) || vm.HostKeyNow(t) == hostKeyPub {
+		t.Errorf("ssh-host-key output %q, want the VM's rotated key %q (not %q)", got, vm.HostKeyNow(t), hostKeyPub)
 	}
 	if calls := vm.Calls(); len(calls) == 0 || calls[len(calls)-1] != "nixos-rebuild switch --flake /home/nixos/nix-config#"+name {
 		t.Errorf("finalize did not end with nixos-rebuild switch on the VM: %q", calls)
@@ -829,11 +843,8 @@ func TestDeployWithOnlyAnECDSAKey(t *testing.T) {
 		}
 	}
 	vm := w.fleet.VM(t, name)
-	cc, err := parseCloudConfig(vms[0].CustomData)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(cc.SSHKeys["ed25519_public"]))
+	// The host key the run reported: the one the VM made after the install.
+	hk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(vm.HostKeyNow(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -853,4 +864,33 @@ func TestDeployWithOnlyAnECDSAKey(t *testing.T) {
 	if out, err := sess.Output("id -un"); err != nil || strings.TrimSpace(string(out)) != vm.Admin {
 		t.Errorf("id -un = %q, %v", out, err)
 	}
+}
+
+// checkOldHostKeyRefused: the key that travelled in custom data opens
+// nothing any more; the VM does not prove it.
+func checkOldHostKeyRefused(t *testing.T, vm *bootedVM, old string) {
+	t.Helper()
+	k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(old))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ssh.Dial("tcp", net.JoinHostPort(vm.IP, "22"), &ssh.ClientConfig{
+		User: "root", Auth: []ssh.AuthMethod{ssh.Password("x")}, Timeout: 10 * time.Second,
+		HostKeyCallback: ssh.FixedHostKey(k), HostKeyAlgorithms: []string{k.Type()},
+	})
+	if err == nil {
+		c.Close()
+	}
+	if err == nil || !strings.Contains(err.Error(), "host key mismatch") {
+		t.Errorf("a client pinning the key from custom data: %v, want a host key mismatch", err)
+	}
+}
+
+func fingerprint(t *testing.T, pub string) string {
+	t.Helper()
+	k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(pub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ssh.FingerprintSHA256(k)
 }

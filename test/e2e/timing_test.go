@@ -80,7 +80,7 @@ func timedDeploy(tb testing.TB, name string) timing {
 // the pipeline connects.
 func sshCost(tb testing.TB, w *world, vm *bootedVM) (handshake, session time.Duration) {
 	tb.Helper()
-	hk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(vm.HostKeyPub))
+	hk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(vm.HostKeyNow(tb)))
 	if err != nil {
 		tb.Fatal(err)
 	}

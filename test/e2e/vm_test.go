@@ -144,6 +144,27 @@ func (vm *bootedVM) Calls() []string {
 	return strings.Split(strings.TrimRight(string(b), "\n"), "\n")
 }
 
+// HostKeyNow is the public host key the VM's sshd has now ("ssh-ed25519
+// AAAA..."), after a rotation the one the VM made, and HostKeyPEMNow its
+// private half (a secret).
+func (vm *bootedVM) HostKeyNow(t testing.TB) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(vm.Dir, "etc-ssh", "ssh_host_ed25519_key.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		t.Fatalf("the VM's ssh_host_ed25519_key.pub is %q", b)
+	}
+	return f[0] + " " + f[1]
+}
+
+func (vm *bootedVM) HostKeyPEMNow() string {
+	b, _ := os.ReadFile(filepath.Join(vm.Dir, "etc-ssh", "ssh_host_ed25519_key"))
+	return string(b)
+}
+
 // OSRelease returns the VM's /etc/os-release as its processes see it.
 func (vm *bootedVM) OSRelease() string {
 	b, _ := os.ReadFile(filepath.Join(vm.Dir, "os-release"))
@@ -315,7 +336,7 @@ func (f *fleet) boot(rec azuretest.VMRecord) (*bootedVM, error) {
 		"LogLevel VERBOSE",
 		"",
 	}, "\n")
-	for name, tool := range vmTools(filepath.Join(dir, "calls.log")) {
+	for name, tool := range vmTools(filepath.Join(dir, "calls.log"), filepath.Join(dir, "sshd.pid")) {
 		files["bin/"+name] = tool
 	}
 	if moduli, err := os.ReadFile("/etc/ssh/moduli"); err == nil {
@@ -527,13 +548,17 @@ func (vm *bootedVM) shutdown(t testing.TB) {
 }
 
 // vmTools are the VM's /usr/local/bin: findmnt and lsblk as on an Azure VM
-// with its OS disk on SCSI, and fakes of the finalize commands that record
-// how they were called.
-func vmTools(log string) map[string]string {
+// with its OS disk on SCSI, systemctl's answer for sshd's main PID (the
+// pipeline sends it SIGHUP to load a rotated host key; systemctl(1) show
+// --property --value), and fakes of the finalize commands that record how
+// they were called.
+func vmTools(log, sshdPID string) map[string]string {
 	rec := "printf '%s\\n' \"$(basename \"$0\") $*\" >>" + shellQuote(log) + "\n"
 	return map[string]string{
 		"findmnt": "#!/bin/sh\necho /dev/sda1\n",
 		"lsblk":   "#!/bin/sh\ncase \"$*\" in *sda1*) echo sda ;; *) echo ;; esac\n",
+		"systemctl": "#!/bin/sh\nif [ \"$*\" = \"show --property MainPID --value sshd.service\" ]; then cat " + shellQuote(sshdPID) +
+			"; exit 0; fi\necho \"systemctl stand-in: $*: not modelled\" >&2\nexit 1\n",
 		// runuser -u USER -- CMD...: the command runs (as root here).
 		"runuser":       "#!/bin/sh\n" + rec + "shift 3\nexec \"$@\"\n",
 		"chown":         "#!/bin/sh\n" + rec,

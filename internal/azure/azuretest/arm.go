@@ -84,6 +84,12 @@ func (e *Emulator) serveARM(w http.ResponseWriter, r *http.Request, body []byte)
 		return
 	}
 	var aerr *apiError
+	if scope, ok := tagsScope(r.URL.Path); ok {
+		if aerr = e.serveTags(w, c, scope); aerr != nil {
+			aerr.write(w)
+		}
+		return
+	}
 	switch t.kind {
 	case kindOperation, kindOperationResult:
 		e.serveOperation(w, r, t)

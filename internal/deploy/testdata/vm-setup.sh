@@ -28,9 +28,13 @@ mount --bind "$vm/os-release" /etc/os-release
 mount -t tmpfs -o mode=0755 vmhome /home
 mount -t tmpfs -o mode=0700 vmroot /root
 if [ -f "$vm/ssh_host_ed25519_key.pub" ]; then
-  # The host key the VM's sshd really uses, where Run Command reads it.
+  # The host key the VM's sshd really uses, where Run Command reads it and
+  # where sshd reads it (HostKey /etc/ssh/ssh_host_ed25519_key).
   mount -t tmpfs -o mode=0755 vmetcssh /etc/ssh
   cp "$vm/ssh_host_ed25519_key.pub" /etc/ssh/
+  if [ -f "$vm/ssh_host_ed25519_key" ]; then
+    (umask 077 && cp "$vm/ssh_host_ed25519_key" /etc/ssh/)
+  fi
 fi
 # A user with passwordless sudo, as a cloud image's default user is.
 for f in passwd group shadow sudoers; do
@@ -46,4 +50,6 @@ fi
 if [ -f "$vm/meminfo" ]; then
   mount --bind "$vm/meminfo" /proc/meminfo
 fi
+# exec keeps the PID: this is sshd's, for the systemctl stand-in.
+echo $$ >"$vm/sshd.pid"
 exec "$@"

@@ -12,9 +12,10 @@
 #   /root              empty (tmpfs), as on a fresh VM: the host's root dot
 #                      files (a .bashrc that bash sources for every ssh
 #                      command) are not the VM's
-#   /usr/local/bin     the VM's tools: findmnt, lsblk and recording fakes of
+#   /usr/local/bin     the VM's tools: findmnt, lsblk, systemctl's answer for
+#                      sshd.service's MainPID, and recording fakes of
 #                      runuser, chown, nix-channel, nixos-rebuild and git
-# Then it execs sshd, keeping its PID.
+# Then it execs sshd, keeping its PID (written to VMDIR/sshd.pid).
 #
 # Usage: vm-boot.sh VMDIR ADMINUSER sshd ARGS...
 set -eu
@@ -48,4 +49,6 @@ mount -t tmpfs -o mode=0755 vmhome /home
 mkdir -m 0755 "/home/$user"
 mount -t tmpfs -o mode=0700 vmroot /root
 mount --bind "$vm/bin" /usr/local/bin
+# exec keeps the PID: this is sshd's, for the systemctl stand-in.
+echo $$ >"$vm/sshd.pid"
 exec "$@"
