@@ -79,7 +79,7 @@ func TestDeployRerunDestroy(t *testing.T) {
 			{Name: "finalize", Status: "✅ ok", Note: "5 steps"},
 			{Name: "report", Status: "✅ ok"},
 		})
-		checkVMRequest(t, w.emu.Requests(), rec, name)
+		checkVMRequest(t, w.emu.Requests(), name, hostKeyPub)
 		checkStandIn(t, w, r, rec, hostKeyPub)
 
 		// What the VM saw: nixos-anywhere flipped it to NixOS, then the
@@ -194,6 +194,7 @@ func TestDeployRerunDestroy(t *testing.T) {
 			{Name: "detect disk", Status: "⏭️ skipped", Note: installed},
 			{Name: "install", Status: "⏭️ skipped", Note: installed},
 			{Name: "verify", Status: "⏭️ skipped", Note: noRoot},
+			{Name: "rotate host key", Status: "⏭️ skipped", Note: noRoot},
 			{Name: "finalize", Status: "⏭️ skipped", Note: noRoot},
 			{Name: "report", Status: "✅ ok"},
 		})
@@ -275,6 +276,7 @@ func TestAllocationFailed(t *testing.T) {
 				{Name: "detect disk", Status: "· not run"},
 				{Name: "install", Status: "· not run"},
 				{Name: "verify", Status: "· not run"},
+				{Name: "rotate host key", Status: "· not run"},
 				{Name: "finalize", Status: "· not run"},
 				{Name: "report", Status: "· not run"},
 			})
@@ -365,6 +367,7 @@ func TestInstallFails(t *testing.T) {
 		{Name: "detect disk", Status: "✅ ok"},
 		{Name: "install", Status: "❌ failed"},
 		{Name: "verify", Status: "· not run"},
+		{Name: "rotate host key", Status: "· not run"},
 		{Name: "finalize", Status: "· not run"},
 		{Name: "report", Status: "· not run"},
 	})
@@ -459,8 +462,9 @@ func checkStages(t *testing.T, summary string, want []stage) {
 	}
 }
 
-// checkVMRequest looks at the VM PUT as the emulator received it.
-func checkVMRequest(t *testing.T, reqs []azuretest.Request, rec azuretest.VMRecord, name string) {
+// checkVMRequest looks at the VM PUT as the emulator received it; its
+// ssh-host-key tag names the key in its custom data (rotated later).
+func checkVMRequest(t *testing.T, reqs []azuretest.Request, name, hostKeyPub string) {
 	t.Helper()
 	var body []byte
 	for _, r := range reqs {
@@ -516,7 +520,7 @@ func checkVMRequest(t *testing.T, reqs []azuretest.Request, rec azuretest.VMReco
 		azure.TagManagedBy: azure.ManagedByValue,
 		azure.TagVMName:    name,
 		azure.TagRunURL:    "https://github.com/me/infra/actions/runs/4242",
-		azure.TagHostKey:   rec.Tags[azure.TagHostKey],
+		azure.TagHostKey:   hostKeyPub,
 	} {
 		if vm.Tags[k] != v || v == "" {
 			t.Errorf("VM tag %q = %q, want %q", k, vm.Tags[k], v)
