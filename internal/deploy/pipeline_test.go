@@ -553,7 +553,7 @@ func TestDeployWithOnlyAnECDSAKey(t *testing.T) {
 	if len(sent) != 1 || !strings.HasPrefix(sent[0], "ssh-ed25519 ") || !strings.HasSuffix(sent[0], " nixos-cloud-deploy") {
 		t.Errorf("osProfile keys = %q, want only the deploy key", sent)
 	}
-	c, err := ssh.Dial("tcp", h.cloud.vm.srv.Addr, h.cloud.vm.srv.ClientConfig())
+	c, err := ssh.Dial("tcp", h.cloud.vm.srv.Addr, h.cloud.vm.clientConfig(t, res)) // the rotated host key
 	if err != nil {
 		t.Fatal(err)
 	}
