@@ -56,6 +56,9 @@ func (p Plan) Text() string {
 		b.WriteString("  " + sshx.Quote(a) + "\n")
 	}
 	b.WriteString("where " + p.Proxy + "\n")
+	if p.CloudInit != "" {
+		b.WriteString("\nRotate the host key:\n  " + rotateNote + "\n")
+	}
 	b.WriteString("\nFinalize:\n")
 	if len(p.Finalize) == 0 {
 		b.WriteString("  nothing: no config-repo given; the VM runs the bundled nix-config\n")
@@ -105,7 +108,11 @@ func (p Plan) Markdown() string {
 		quoted[i] = sshx.Quote(a)
 	}
 	b.WriteString(strings.Join(quoted, " \\\n  "))
-	b.WriteString("\n```\n\n" + mdEscape(p.Proxy) + "\n\n### Finalize\n\n")
+	b.WriteString("\n```\n\n" + mdEscape(p.Proxy) + "\n\n")
+	if p.CloudInit != "" {
+		b.WriteString("### Rotate the host key\n\n" + rotateNote + "\n\n")
+	}
+	b.WriteString("### Finalize\n\n")
 	if len(p.Finalize) == 0 {
 		b.WriteString("Nothing: no `config-repo` given; the VM runs the bundled nix-config.\n")
 	}
@@ -115,6 +122,10 @@ func (p Plan) Markdown() string {
 	}
 	return b.String()
 }
+
+// rotateNote says what happens to the host key that custom data carried.
+const rotateNote = "the key in custom data (which Azure says is not for secrets) is replaced: the VM makes a new ed25519 key, " +
+	"its public half is read over the connection the old key verified, sshd loads it, and the ssh-host-key tag and output name it."
 
 func mdEscape(s string) string {
 	return strings.NewReplacer("|", "\\|", "\n", " ", "<", "&lt;", ">", "&gt;").Replace(s)
