@@ -410,7 +410,7 @@ func (s *state) stageActivate(ctx context.Context) (string, error) {
 		// The watchdog rolls back at once; wait for it, over a new
 		// connection, to report what the machine runs.
 		s.sink.Warningf("switch-to-configuration exited with status %d; the machine rolls back to generation %d", a.ExitStatus, s.sw.probe.Generation)
-		_, cerr := s.awaitConfirmation(ctx)
+		_, cerr := s.awaitConfirmation(ctx, "activate")
 		if cerr == nil {
 			cerr = fmt.Errorf("switch-to-configuration exited with status %d", a.ExitStatus)
 		}
@@ -424,8 +424,9 @@ func (s *state) stageActivate(ctx context.Context) (string, error) {
 }
 
 // awaitConfirmation confirms over new connections until the machine
-// confirmed or rolled back, within the time the watchdog needs.
-func (s *state) awaitConfirmation(ctx context.Context) (rollout.Outcome, error) {
+// confirmed or rolled back, within the time the watchdog needs; stage
+// names the stage its errors belong to.
+func (s *state) awaitConfirmation(ctx context.Context, stage string) (rollout.Outcome, error) {
 	sc := s.cfg.Switch
 	// The watchdog acts confirm-timeout after the activation ended (or
 	// after ActivationLimit); then SSH may take ssh-timeout to come back.
@@ -455,15 +456,15 @@ func (s *state) awaitConfirmation(ctx context.Context) (rollout.Outcome, error) 
 	}
 	if rb, ok := rollout.IsRolledBack(err); ok {
 		s.sw.report.RolledBack = true
-		return out, &StageError{Stage: "confirm", Err: rb,
+		return out, &StageError{Stage: stage, Err: rb,
 			Hint: fmt.Sprintf("the machine runs generation %d again (%s); fix the configuration and switch again", rb.Generation, out.Current)}
 	}
 	var mm *sshx.HostKeyMismatchError
 	if errors.As(err, &mm) {
-		return out, &StageError{Stage: "confirm", Err: err, Hint: "the machine now answers with another host key; it was not confirmed, so its watchdog rolls it back"}
+		return out, &StageError{Stage: stage, Err: err, Hint: "the machine now answers with another host key; it was not confirmed, so its watchdog rolls it back"}
 	}
 	if err != nil {
-		return out, &StageError{Stage: "confirm", Err: err,
+		return out, &StageError{Stage: stage, Err: err,
 			Hint: fmt.Sprintf("the machine's watchdog rolls back to generation %d %s after the activation unless confirmed; if it stays unreachable, look at its serial console", prev, rollout.Human(sc.ConfirmTimeout))}
 	}
 	return out, nil
@@ -471,7 +472,7 @@ func (s *state) awaitConfirmation(ctx context.Context) (rollout.Outcome, error) 
 
 func (s *state) stageConfirm(ctx context.Context) (string, error) {
 	t0 := time.Now()
-	out, err := s.awaitConfirmation(ctx)
+	out, err := s.awaitConfirmation(ctx, "confirm")
 	if err != nil {
 		return "", err
 	}

@@ -40,7 +40,7 @@ ID_LIKE=debian
 
 // requireNamespaces skips, loudly, where a private mount namespace cannot be
 // made (not root, or no unshare). CI runs as root.
-func requireNamespaces(t *testing.T) {
+func requireNamespaces(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("SKIPPED LOUDLY: the test VM needs a private mount namespace, which needs root (CI runs as root)")

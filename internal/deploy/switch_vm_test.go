@@ -1,0 +1,531 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/config"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/keys"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/plan"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/report"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/rollout"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/sshtest"
+)
+
+// The switch tests run the pipeline against a test VM that runs an
+// installed NixOS: a real sshd in its own mount namespace whose /nix (store,
+// system profile, generations) and /run are the VM's own, booted by
+// testdata/nixos-vm-boot.sh, with the NixOS stand-ins that keep generations
+// (internal/nixos/testdata/nixos-vm: nix-env, nix-store, nix-daemon,
+// systemd-run, systemctl, switch-to-configuration) and, on this side, the
+// nix stand-in (internal/nixos/testdata/fake-nix/nix-switch) and real git.
+
+func standinPath(t testing.TB, rel string) string {
+	t.Helper()
+	p, err := filepath.Abs(filepath.Join("..", "nixos", "testdata", rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// configRepo is a configuration repository with one commit per entry of
+// revs, each writing its files over the previous ones; it returns the
+// directory and the commits.
+func configRepo(t testing.TB, revs ...map[string]string) (string, []string) {
+	t.Helper()
+	dir := t.TempDir()
+	git := func(args ...string) string {
+		cmd := exec.Command("git", append([]string{"-C", dir, "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=main"}, args...)...)
+		cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1", "HOME="+dir)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	git("init", "-q")
+	var commits []string
+	for i, files := range revs {
+		for name, content := range files {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		git("add", "-A")
+		git("commit", "-q", "-m", fmt.Sprintf("revision %d", i))
+		commits = append(commits, git("rev-parse", "HEAD"))
+	}
+	return dir, commits
+}
+
+// userConfig is a user's flake at one revision: packages and whether root
+// may log in.
+func userConfig(deployKey string, packages string, noRoot bool) map[string]string {
+	conf := "{ pkgs, ... }: {\n  environment.systemPackages = with pkgs; [ " + packages + " ];\n"
+	if noRoot {
+		conf += "  services.openssh.settings.PermitRootLogin = \"no\";\n"
+	}
+	conf += "}\n"
+	return map[string]string{
+		"flake.nix": `{
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.05";
+  outputs = { self, nixpkgs }: {
+    nixosConfigurations.az-nixos = nixpkgs.lib.nixosSystem { modules = [ ./configuration.nix ]; };
+  };
+}
+`,
+		"configuration.nix": conf,
+		"settings.json":     `{"userName":"nixos","authorizedKeys":["` + userPub + `"],"rootAuthorizedKeys":["` + deployKey + `"]}` + "\n",
+	}
+}
+
+// checkout is the workflow's checkout of repo at commit.
+func checkout(t testing.TB, repo, commit string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "workspace")
+	for _, args := range [][]string{{"clone", "-q", repo, dir}, {"-C", dir, "checkout", "-q", commit}} {
+		if out, err := exec.Command("git", args...).CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	return dir
+}
+
+// storeScript runs a shell snippet with standin-store.sh loaded and the
+// store at root.
+func storeScript(t testing.TB, root, script string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("sh", append([]string{"-c", ". \"$0\"; " + script, standinPath(t, "nixos-vm/standin-store.sh")}, args...)...)
+	cmd.Env = append(os.Environ(), "STORE_ROOT="+root)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("store script %q: %v\n%s", script, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// nixosVM is the installed NixOS the switch tests move.
+type nixosVM struct {
+	srv *sshtest.Server
+	dir string
+}
+
+// startNixOSVM installs the system of repo at commit as generation 1 in a
+// new VM directory and boots it.
+func startNixOSVM(t testing.TB, hostKeyPEM []byte, repo, commit string) *nixosVM {
+	t.Helper()
+	requireNamespaces(t)
+	dir := t.TempDir()
+	for _, d := range []string{"nix/var/nix/profiles", "run"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// What the install left: the system built from the configuration,
+	// generation 1 of the system profile.
+	tree := t.TempDir()
+	if out, err := exec.Command("sh", "-c", `git -C "$0" archive "$1" | tar -C "$2" -xf -`, repo, commit, tree).CombinedOutput(); err != nil {
+		t.Fatalf("git archive: %v\n%s", err, out)
+	}
+	sys := storeScript(t, dir, `src=$(store_add_source "$1"); drv=$(store_add_drv az-nixos "$src"); store_realise "$drv"`, tree)
+	profiles := filepath.Join(dir, "nix/var/nix/profiles")
+	if err := os.Symlink(sys, filepath.Join(profiles, "system-1-link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("system-1-link", filepath.Join(profiles, "system")); err != nil {
+		t.Fatal(err)
+	}
+	boot, err := filepath.Abs("testdata/nixos-vm-boot.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := sshtest.Start(t,
+		sshtest.WithHostKeyPEM(hostKeyPEM),
+		sshtest.WithWrapper("unshare", "--mount", "--propagation", "private", "--", "/bin/sh", boot, dir),
+		// NixOS's sshd reads the keys the configuration authorises
+		// (nixpkgs nixos/modules/services/networking/ssh/sshd.nix).
+		sshtest.WithAuthorizedKeysFiles("/etc/ssh/authorized_keys.d/%u"),
+		sshtest.WithConfig("DebianBanner no"))
+	vm := &nixosVM{srv: srv, dir: dir}
+	// The VM's transient units outlive their sessions, as on a real
+	// machine: stop what is left when the test ends.
+	t.Cleanup(vm.stopUnits)
+	for _, name := range []string{"standin-store.sh", "nix-env", "nix-store", "nix-daemon", "systemd-run", "systemctl", "switch-to-configuration"} {
+		b, err := os.ReadFile(standinPath(t, "nixos-vm/"+name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		mode := os.FileMode(0o755)
+		if strings.HasSuffix(name, ".sh") {
+			mode = 0o644
+		}
+		if err := os.WriteFile(filepath.Join(srv.BinDir, name), b, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return vm
+}
+
+func (vm *nixosVM) stopUnits() {
+	pids, _ := filepath.Glob(filepath.Join(vm.dir, "run", "systemd", "transient", "*.pid"))
+	for _, f := range pids {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+		}
+	}
+}
+
+// generation is the system profile's generation and the running system.
+func (vm *nixosVM) generation(t testing.TB) (int, string, string) {
+	t.Helper()
+	profiles := filepath.Join(vm.dir, "nix/var/nix/profiles")
+	link, err := os.Readlink(filepath.Join(profiles, "system"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(link, "system-"), "-link"))
+	if err != nil {
+		t.Fatalf("profile link %q", link)
+	}
+	path, err := os.Readlink(filepath.Join(profiles, link))
+	if err != nil {
+		t.Fatal(err)
+	}
+	current, err := os.Readlink(filepath.Join(vm.dir, "run", "current-system"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gen, path, current
+}
+
+// run runs a command on the VM as the test's own inspection login.
+func (vm *nixosVM) run(t testing.TB, cmd string) string {
+	t.Helper()
+	c, err := ssh.Dial("tcp", vm.srv.Addr, vm.srv.ClientConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	out, err := s.CombinedOutput(cmd)
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", cmd, err, out)
+	}
+	return string(out)
+}
+
+// switchRun is one command: switch's surroundings.
+type switchRun struct {
+	opts    Options
+	stdout  *syncBuffer
+	summary string
+	output  string
+	nixRoot string // the source system's store
+}
+
+func newSwitchRun(t testing.TB, vm *nixosVM, deployKey *keys.Pair, workspace string, set map[string]string) *switchRun {
+	t.Helper()
+	in, err := config.ReadAction(context.Background(), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{
+		"command": "switch", "config-repo": ".", "deploy-key": string(deployKey.PrivatePEM),
+		"target-host": vm.srv.Addr, "target-host-key": keys.AuthorizedKey(vm.srv.HostKey, ""),
+		"ssh-timeout": "20s",
+	} {
+		in.Set(k, v)
+	}
+	for k, v := range set {
+		if !in.Set(k, v) {
+			t.Fatalf("no input %q", k)
+		}
+	}
+	cfg, err := config.Parse(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	r := &switchRun{stdout: &syncBuffer{}, summary: filepath.Join(dir, "summary"), output: filepath.Join(dir, "output"), nixRoot: filepath.Join(dir, "source-system")}
+	files := map[string]string{"GITHUB_OUTPUT": r.output, "GITHUB_STEP_SUMMARY": r.summary}
+	sink := report.NewActions(func(k string) string { return files[k] }, r.stdout)
+	for _, s := range in.Secrets() {
+		sink.Mask(s)
+	}
+	r.opts = Options{
+		Config: cfg, Env: plan.Env{Workspace: workspace}, Sink: sink, TempDir: t.TempDir(),
+		Builder: &rollout.Nix{Path: standinPath(t, "fake-nix/nix-switch"), Env: append(os.Environ(), "FAKE_NIX_STORE_ROOT="+r.nixRoot), Log: sink.Stream},
+	}
+	return r
+}
+
+func (r *switchRun) deploy(t testing.TB) *Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	res := Deploy(ctx, r.opts)
+	for _, kv := range res.Outputs.Map() {
+		if kv[1] != "" {
+			r.opts.Sink.Output(kv[0], kv[1])
+		}
+	}
+	r.opts.Sink.Summary(res.Markdown())
+	return res
+}
+
+func (r *switchRun) outputs(t testing.TB) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(r.output)
+	if err != nil {
+		return nil
+	}
+	out := map[string]string{}
+	// go-githubactions writes name<<DELIMITER\nvalue\nDELIMITER.
+	re := regexp.MustCompile(`(?m)^([a-z-]+)<<(\S+)\n((?s:.*?))\n(\S+)$`)
+	for _, m := range re.FindAllStringSubmatch(string(b), -1) {
+		out[m[1]] = m[3]
+	}
+	return out
+}
+
+func stageNotes(res *Result) map[string]string {
+	m := map[string]string{}
+	for _, s := range res.Stages {
+		m[s.Name] = s.Note
+	}
+	return m
+}
+
+func switchFixture(t *testing.T) (deployKey *keys.Pair, hostKey *keys.Pair) {
+	t.Helper()
+	var err error
+	if deployKey, err = keys.New(nil, "nixos-cloud-deploy"); err != nil {
+		t.Fatal(err)
+	}
+	if hostKey, err = keys.New(nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	return deployKey, hostKey
+}
+
+func TestSwitchToANewRevision(t *testing.T) {
+	t.Parallel()
+	deployKey, hostKey := switchFixture(t)
+	line := keys.AuthorizedKey(deployKey.Public, "nixos-cloud-deploy")
+	repo, commits := configRepo(t, userConfig(line, "htop", false), userConfig(line, "htop ripgrep", false))
+	vm := startNixOSVM(t, hostKey.PrivatePEM, repo, commits[0])
+	_, before, _ := vm.generation(t)
+
+	r := newSwitchRun(t, vm, deployKey, checkout(t, repo, commits[1]), nil)
+	res := r.deploy(t)
+	if res.Err != nil {
+		t.Fatalf("switch failed in %s: %v\nlog:\n%s", res.FailedStage, res.Err, r.stdout.String())
+	}
+	gen, path, current := vm.generation(t)
+	if gen != 2 || path == before || current != path {
+		t.Errorf("VM: generation %d, profile %s, running %s; want generation 2 running a new system (was %s)", gen, path, current, before)
+	}
+	out := r.outputs(t)
+	if out["generation"] != "2" || out["previous-generation"] != "1" || out["system-path"] != path {
+		t.Errorf("outputs %v; want generation 2, previous 1, system-path %s", out, path)
+	}
+	for _, want := range []string{"ripgrep: ∅ → 14.1.1", "Done. The new configuration is " + path} {
+		if !strings.Contains(r.stdout.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, r.stdout.String())
+		}
+	}
+	notes := stageNotes(res)
+	if !strings.HasPrefix(notes["activate"], "generation 2 activated; watchdog armed for 1m") || !strings.HasPrefix(notes["confirm"], "generation 2 confirmed over a new connection") {
+		t.Errorf("stage notes %q", notes)
+	}
+	summary, _ := os.ReadFile(r.summary)
+	for _, want := range []string{"### Switch", "| before | 1 |", "| after | 2 |", "1 added", "ripgrep: ∅ → 14.1.1", "--switch-generation 1"} {
+		if !strings.Contains(string(summary), want) {
+			t.Errorf("summary lacks %q:\n%s", want, summary)
+		}
+	}
+	if state := vm.run(t, "cat /run/nixos-cloud-deploy/state; systemctl is-active nixos-cloud-deploy-watchdog || true"); state != "confirmed 2\ninactive\n" {
+		t.Errorf("the machine's switch state %q, want confirmed and no watchdog left", state)
+	}
+	if keys := vm.run(t, "cat /etc/ssh/authorized_keys.d/root"); !strings.Contains(keys, line) {
+		t.Errorf("root's keys after the switch: %q", keys)
+	}
+}
+
+// logins counts the VM's logins with key so far: one per SSH handshake.
+func (vm *nixosVM) logins(key ssh.PublicKey) int {
+	n := 0
+	for _, l := range strings.Split(vm.srv.Log(), "\n") {
+		if strings.HasPrefix(l, "Accepted publickey for ") && strings.HasSuffix(l, ssh.FingerprintSHA256(key)) {
+			n++
+		}
+	}
+	return n
+}
+
+// standinCalls lists the stand-in commands the VM ran (sshtest's command
+// log), e.g. "nix-env" or "nix-daemon".
+func (vm *nixosVM) ran(tool string) bool {
+	for _, c := range vm.srv.Commands() {
+		if strings.Contains(c, tool) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestSwitchNoOpActivatesNothing(t *testing.T) {
+	t.Parallel()
+	deployKey, hostKey := switchFixture(t)
+	line := keys.AuthorizedKey(deployKey.Public, "nixos-cloud-deploy")
+	repo, commits := configRepo(t, userConfig(line, "htop", false))
+	vm := startNixOSVM(t, hostKey.PrivatePEM, repo, commits[0])
+	gen0, path0, _ := vm.generation(t)
+
+	r := newSwitchRun(t, vm, deployKey, checkout(t, repo, commits[0]), nil)
+	res := r.deploy(t)
+	if res.Err != nil {
+		t.Fatalf("switch failed in %s: %v", res.FailedStage, res.Err)
+	}
+	gen, path, current := vm.generation(t)
+	if gen != gen0 || path != path0 || current != path0 {
+		t.Errorf("the VM moved: generation %d %s (running %s), was %d %s", gen, path, current, gen0, path0)
+	}
+	st := statuses(res)
+	for _, name := range []string{"build/copy", "activate", "confirm"} {
+		if st[name] != StatusSkipped {
+			t.Errorf("stage %s: %s, want skipped", name, st[name])
+		}
+	}
+	if !strings.Contains(stageNotes(res)["evaluate"], "no change, generation 1 already runs it") {
+		t.Errorf("evaluate note %q", stageNotes(res)["evaluate"])
+	}
+	for _, tool := range []string{"nix-env", "nix-daemon", "systemd-run", "nix-store"} {
+		if vm.ran(tool) {
+			t.Errorf("a no-op switch ran %s on the VM", tool)
+		}
+	}
+	if n := vm.logins(deployKey.Public); n != 1 {
+		t.Errorf("%d SSH logins for a no-op switch, want 1", n)
+	}
+	out := r.outputs(t)
+	if out["generation"] != "1" || out["previous-generation"] != "1" || out["system-path"] != path0 {
+		t.Errorf("outputs %v", out)
+	}
+}
+
+// A configuration that locks root out: the new logins the confirmation
+// needs are refused, so the VM's watchdog rolls back by itself; the run
+// sees the old generation and says why.
+func TestSwitchThatBreaksSSHIsRolledBackByTheVM(t *testing.T) {
+	t.Parallel()
+	deployKey, hostKey := switchFixture(t)
+	line := keys.AuthorizedKey(deployKey.Public, "nixos-cloud-deploy")
+	repo, commits := configRepo(t, userConfig(line, "htop", false), userConfig(line, "htop", true))
+	vm := startNixOSVM(t, hostKey.PrivatePEM, repo, commits[0])
+	_, path0, _ := vm.generation(t)
+
+	r := newSwitchRun(t, vm, deployKey, checkout(t, repo, commits[1]), nil)
+	// The input's floor is 10s; the protocol does not care.
+	r.opts.Config.Switch.ConfirmTimeout = 3 * time.Second
+	t0 := time.Now()
+	res := r.deploy(t)
+	if res.Err == nil {
+		t.Fatalf("the switch to a configuration without root's key succeeded:\n%s", r.stdout.String())
+	}
+	want := "rolled back to generation 1: no confirmation over a new SSH connection within 3s of the activation"
+	if res.FailedStage != "confirm" || res.Err.Error() != want {
+		t.Errorf("failed in %q with %q; want confirm with %q", res.FailedStage, res.Err, want)
+	}
+	if took := time.Since(t0); took < 3*time.Second {
+		t.Errorf("the run ended after %s, before the VM's watchdog could act", took)
+	}
+	gen, path, current := vm.generation(t)
+	if gen != 1 || path != path0 || current != path0 {
+		t.Errorf("VM after the rollback: generation %d, profile %s, running %s; want generation 1 running %s", gen, path, current, path0)
+	}
+	if keys := vm.run(t, "cat /etc/ssh/authorized_keys.d/root; cat /run/nixos-cloud-deploy/state"); !strings.Contains(keys, line) || !strings.Contains(keys, "rolled-back 1 no confirmation") {
+		t.Errorf("root's keys and the switch state after the rollback:\n%s", keys)
+	}
+	out := r.outputs(t)
+	if out["generation"] != "1" || out["previous-generation"] != "1" || out["system-path"] != path0 {
+		t.Errorf("outputs %v; want the old generation", out)
+	}
+	summary, _ := os.ReadFile(r.summary)
+	for _, w := range []string{want, "| after (rolled back) | 1 |", "| refused |"} {
+		if !strings.Contains(string(summary), w) {
+			t.Errorf("summary lacks %q:\n%s", w, summary)
+		}
+	}
+}
+
+// A failed activation is undone at once, not after the confirm timeout.
+func TestSwitchWhoseActivationFailsIsRolledBack(t *testing.T) {
+	t.Parallel()
+	deployKey, hostKey := switchFixture(t)
+	line := keys.AuthorizedKey(deployKey.Public, "nixos-cloud-deploy")
+	broken := userConfig(line, "htop", false)
+	broken["configuration.nix"] = strings.Replace(broken["configuration.nix"], "{ pkgs, ... }: {", "{ pkgs, ... }: {\n  # standin: activation fails", 1)
+	repo, commits := configRepo(t, userConfig(line, "htop", false), broken)
+	vm := startNixOSVM(t, hostKey.PrivatePEM, repo, commits[0])
+	_, path0, _ := vm.generation(t)
+	r := newSwitchRun(t, vm, deployKey, checkout(t, repo, commits[1]), nil)
+	res := r.deploy(t)
+	if res.Err == nil || res.FailedStage != "activate" || !strings.Contains(res.Err.Error(), "rolled back to generation 1: the activation failed (switch-to-configuration exited with status 4)") {
+		t.Fatalf("failed in %q: %v", res.FailedStage, res.Err)
+	}
+	if gen, path, current := vm.generation(t); gen != 1 || path != path0 || current != path0 {
+		t.Errorf("VM: generation %d %s running %s", gen, path, current)
+	}
+}
+
+// The VM answers with another host key: nothing is evaluated, copied or
+// changed, and the error says so.
+func TestSwitchStopsAtAnotherHostKey(t *testing.T) {
+	t.Parallel()
+	deployKey, hostKey := switchFixture(t)
+	line := keys.AuthorizedKey(deployKey.Public, "nixos-cloud-deploy")
+	repo, commits := configRepo(t, userConfig(line, "htop", false), userConfig(line, "htop ripgrep", false))
+	other, err := keys.New(nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm := startNixOSVM(t, other.PrivatePEM, repo, commits[0]) // not the pinned key
+	r := newSwitchRun(t, vm, deployKey, checkout(t, repo, commits[1]), map[string]string{"target-host-key": keys.AuthorizedKey(hostKey.Public, "")})
+	res := r.deploy(t)
+	if res.FailedStage != "connect" || res.Err == nil || !strings.Contains(res.Err.Error(), "host key mismatch") || !strings.Contains(res.Hint, "nothing was copied") {
+		t.Fatalf("failed in %q: %v (hint %q)", res.FailedStage, res.Err, res.Hint)
+	}
+	if st := statuses(res); st["evaluate"] != StatusNotRun || st["build/copy"] != StatusNotRun {
+		t.Errorf("stages after the mismatch: %v", st)
+	}
+	if n := len(vm.srv.Commands()); n != 0 {
+		t.Errorf("%d commands ran on the VM: %q", n, vm.srv.Commands())
+	}
+	if entries, _ := os.ReadDir(filepath.Join(r.nixRoot, "nix", "store")); len(entries) != 0 {
+		t.Errorf("the source system's store has %d entries: nothing should have been evaluated", len(entries))
+	}
+	if gen, _, _ := vm.generation(t); gen != 1 {
+		t.Errorf("VM at generation %d", gen)
+	}
+}
