@@ -370,6 +370,12 @@ func TestSwitchToANewRevision(t *testing.T) {
 	if keys := vm.run(t, "cat /etc/ssh/authorized_keys.d/root"); !strings.Contains(keys, line) {
 		t.Errorf("root's keys after the switch: %q", keys)
 	}
+	// One handshake per phase: connect (the probe, the diff and the
+	// activation share it), copy (nix copy's ssh through the tunnel),
+	// confirm (a new connection).
+	if n := vm.logins(deployKey.Public); n != 3 {
+		t.Errorf("%d SSH logins, want 3 (connect, copy, confirm):\n%s", n, vm.srv.Log())
+	}
 }
 
 // logins counts the VM's logins with key so far: one per SSH handshake.
@@ -528,4 +534,86 @@ func TestSwitchStopsAtAnotherHostKey(t *testing.T) {
 	if gen, _, _ := vm.generation(t); gen != 1 {
 		t.Errorf("VM at generation %d", gen)
 	}
+}
+
+// timed wraps a tool so that each run appends its wall time in nanoseconds
+// to log.
+func timed(tb testing.TB, tool, log string) string {
+	tb.Helper()
+	w := filepath.Join(tb.TempDir(), filepath.Base(tool))
+	script := "#!/bin/sh\nstart=$(date +%s%N)\n" + shellQuote(tool) + " \"$@\"\nrc=$?\necho $(($(date +%s%N) - start)) >>" + shellQuote(log) + "\nexit $rc\n"
+	if err := os.WriteFile(w, []byte(script), 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	return w
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+func sumNanos(tb testing.TB, log string) time.Duration {
+	tb.Helper()
+	b, err := os.ReadFile(log)
+	if err != nil {
+		return 0
+	}
+	var total time.Duration
+	for _, f := range strings.Fields(string(b)) {
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		total += time.Duration(n)
+	}
+	return total
+}
+
+// BenchmarkSwitchNoOp measures what a no-op switch costs beyond the tools
+// it runs (git fetching the checkout, the nix stand-in evaluating it): the
+// orchestration (connection, probe, stages, reporting), which should stay
+// under a second, and the SSH handshakes it makes (one).
+//
+//	go test -run '^$' -bench SwitchNoOp -benchtime 10x ./internal/deploy
+func BenchmarkSwitchNoOp(b *testing.B) {
+	deployKey, err := keys.New(nil, "nixos-cloud-deploy")
+	if err != nil {
+		b.Fatal(err)
+	}
+	hostKey, err := keys.New(nil, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	line := keys.AuthorizedKey(deployKey.Public, "nixos-cloud-deploy")
+	repo, commits := configRepo(b, userConfig(line, "htop", false))
+	vm := startNixOSVM(b, hostKey.PrivatePEM, repo, commits[0])
+	ws := checkout(b, repo, commits[0])
+	toolLog := filepath.Join(b.TempDir(), "tools.ns")
+	nix := timed(b, standinPath(b, "fake-nix/nix-switch"), toolLog)
+	gitPath, err := exec.LookPath("git")
+	if err != nil {
+		b.Fatal(err)
+	}
+	git := timed(b, gitPath, toolLog)
+	logins0 := vm.logins(deployKey.Public)
+	var total time.Duration
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		r := newSwitchRun(b, vm, deployKey, ws, nil)
+		r.opts.Builder.(*rollout.Nix).Path = nix
+		r.opts.Fetcher = rollout.Git{Path: git}
+		b.StartTimer()
+		t0 := time.Now()
+		res := r.deploy(b)
+		total += time.Since(t0)
+		if res.Err != nil || !strings.Contains(stageNotes(res)["evaluate"], "no change") {
+			b.Fatalf("not a no-op switch: %v %v", res.Err, stageNotes(res))
+		}
+	}
+	b.StopTimer()
+	tools := sumNanos(b, toolLog)
+	n := float64(b.N)
+	b.ReportMetric(float64(total.Milliseconds())/n, "total-ms/op")
+	b.ReportMetric(float64(tools.Milliseconds())/n, "tools-ms/op")
+	b.ReportMetric(float64((total-tools).Milliseconds())/n, "orchestration-ms/op")
+	b.ReportMetric(float64(vm.logins(deployKey.Public)-logins0)/n, "handshakes/op")
 }

@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # The Nix store, profiles and NixOS systems of the stand-ins (sourced, not
 # run): shared by the stand-ins on a test VM (nix-env, nix-store, nix-daemon,
 # nixos-rebuild, switch-to-configuration) and by the nix stand-in on the
@@ -172,6 +173,7 @@ system_build() {
   cp "$standin_store_dir/switch-to-configuration" "$_d/bin/switch-to-configuration"
   chmod 0555 "$_d/bin/switch-to-configuration"
   echo "26.05.$(printf '%s' "$2" | cut -c12-19) (Yarara)" >"$_d/nixos-version"
+  # shellcheck disable=SC2086 # one path per word
   printf '%s\n' $_pkgs >"$_d/packages"
   _permit=yes
   for _f in "$_src"/*.nix; do
