@@ -8,6 +8,7 @@
 #   iproute2        network namespaces for the end-to-end test
 #   git             nixos-anywhere and the finalize step use git; tests build repos
 #   sudo            the install test's first login as a user with passwordless sudo
+#   jq              the NixOS stand-ins read settings.json and write JSON (switch tests)
 set -euo pipefail
 
 need=()
@@ -18,6 +19,7 @@ command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || need+=(iproute2)
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v sudo >/dev/null 2>&1 || need+=(sudo)
+command -v jq >/dev/null 2>&1 || need+=(jq)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
