@@ -47,12 +47,19 @@ cat "$k.new.pub"
 // nixos/modules/services/networking/ssh/sshd.nix); with startWhenNeeded it is
 // socket-activated, MainPID is 0, and every connection starts a new sshd
 // that reads the new key anyway.
+//
+// The main PID is asked first: without it nothing changes on the VM.
 var switchHostKeyScript = `set -eu
 k=` + hostKeyPath + `
+pid=$(systemctl show --property MainPID --value sshd.service) || pid=
+if [ -z "$pid" ]; then
+  rm -f "$k.new" "$k.new.pub"
+  echo "systemd does not know sshd.service's main process; the host key was not changed" >&2
+  exit 1
+fi
 mv -f "$k.new" "$k"
 mv -f "$k.new.pub" "$k.pub"
-pid=$(systemctl show --property MainPID --value sshd.service 2>/dev/null || true)
-if [ -n "$pid" ] && [ "$pid" != 0 ]; then
+if [ "$pid" != 0 ]; then
   kill -HUP "$pid"
 fi
 `
@@ -118,7 +125,11 @@ func (s *state) stageRotateHostKey(ctx context.Context) (string, error) {
 // the new one read over the verified session), so either is waited out, and
 // any other key is a mismatch.
 func (s *state) awaitHostKey(ctx context.Context, old, fresh ssh.PublicKey) error {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.SSHTimeout)
+	// sshd re-executes in well under a second; a minute is generous, and
+	// ssh-timeout (minutes, for a booting VM) would be too long to wait for
+	// a signal that did not arrive.
+	limit := min(s.cfg.SSHTimeout, time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	wait := 50 * time.Millisecond
 	for {
@@ -132,7 +143,8 @@ func (s *state) awaitHostKey(ctx context.Context, old, fresh ssh.PublicKey) erro
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("sshd on the VM did not present the new host key %s within %s: %w", sshx.Fingerprint(fresh), s.cfg.SSHTimeout, err)
+			return &StageError{Stage: "rotate host key", Err: fmt.Errorf("sshd on the VM did not present the new host key %s within %s: %w", sshx.Fingerprint(fresh), limit, err),
+				Hint: fmt.Sprintf("the new key is in %s on the VM; restart sshd there (systemctl restart sshd), then set the %s tag to it, or the next run refuses the VM", hostKeyPath, plan.TagSSHHostKey)}
 		case <-time.After(wait):
 			wait = min(2*wait, time.Second)
 		}

@@ -153,3 +153,31 @@ func TestInstallOntoOurVMRotates(t *testing.T) {
 		t.Errorf("tag %q, want the new key", h.cloud.hostKeyTag)
 	}
 }
+
+// TestRotationWithoutSSHDProcess: when systemd cannot name sshd's main
+// process, nothing changes on the VM, the run fails in the stage, and the
+// key it pins and outputs is still the one the VM presents.
+func TestRotationWithoutSSHDProcess(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.cloud.vmOpts = vmOptions{executables: map[string]string{"systemctl": "#!/bin/sh\necho 'System has not been booted with systemd as init system (PID 1).' >&2\nexit 1\n"}}
+	res := h.run(context.Background(), h.options(nil))
+	if res.Err == nil || res.FailedStage != "rotate host key" || !strings.Contains(res.Err.Error(), "the host key was not changed") {
+		t.Fatalf("want a failure in rotate host key saying nothing changed, got %q: %v", res.FailedStage, res.Err)
+	}
+	customData, err := ssh.ParsePrivateKey(h.cloud.lastHostKeyPEM())
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := customData.PublicKey()
+	if !bytes.Equal(outputHostKey(t, res).Marshal(), old.Marshal()) {
+		t.Error("the outputs name a key the VM does not present")
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(h.cloud.fwd.port()))
+	if _, err := sshx.Identify(context.Background(), addr, old); err != nil {
+		t.Errorf("the VM no longer presents its key: %v", err)
+	}
+	if strings.Contains(strings.Join(h.cloud.Calls(), "\n"), "tag ") {
+		t.Error("the tag was changed although the key was not")
+	}
+}
