@@ -1,7 +1,8 @@
 // Package keys makes the per-deployment SSH keys: the VM's host key, known
 // before the VM boots, and the deploy key that authorises root for the
 // install. Both live in memory; the private halves only ever leave it in
-// cloud-init custom data (host key) or a 0600 file removed at exit (deploy key).
+// cloud-init custom data (host key, replaced on the VM after the install:
+// internal/deploy's rotate stage) or a 0600 file removed at exit (deploy key).
 package keys
 
 import (
