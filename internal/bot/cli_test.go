@@ -4,7 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"maps"
@@ -210,5 +214,48 @@ func TestServeStartsAndStops(t *testing.T) {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("log lacks %s:\n%s", want, stderr.String())
 		}
+	}
+}
+
+// TestServeAsAppAsksForFailedDeliveriesOnStart: a GitHub App server asks
+// GitHub again, as soon as it starts, for a delivery that failed while it
+// was down; a token server has no deliveries to ask for.
+func TestServeAsAppAsksForFailedDeliveriesOnStart(t *testing.T) {
+	t.Parallel()
+	srv := ghapitest.New(t)
+	srv.AddRepo("Codertocat/Hello-World", "master")
+	srv.AddDelivery(ghapitest.Delivery{GUID: "lost", Event: "issue_comment", Action: "created", StatusCode: 0,
+		DeliveredAt: time.Now().Add(-time.Minute)}, []byte(`{}`))
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemKey := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	ctx, cancel := context.WithCancel(context.Background())
+	var stderr syncBuffer
+	done := make(chan int)
+	go func() {
+		done <- Main(ctx, []string{"serve"}, envOf(map[string]string{
+			"BOT_LISTEN_ADDR": "127.0.0.1:0", "BOT_WEBHOOK_SECRET": "s", "BOT_GITHUB_APP_ID": "1",
+			"BOT_GITHUB_APP_PRIVATE_KEY": string(pemKey), "BOT_GITHUB_API_URL": srv.URL,
+		}), io.Discard, &stderr)
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for srv.Calls("POST /app/hook/deliveries/{id}/attempts") == 0 {
+		select {
+		case code := <-done:
+			t.Fatalf("serve exited with %d:\n%s", code, stderr.String())
+		case <-time.After(5 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no redelivery asked for:\n%s", stderr.String())
+		}
+	}
+	cancel()
+	if code := <-done; code != ExitOK {
+		t.Fatalf("serve exited with %d:\n%s", code, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "the bot comments as nixos-cloud-deploy[bot]") {
+		t.Errorf("log does not name the App's login:\n%s", stderr.String())
 	}
 }

@@ -101,3 +101,22 @@ func TestReportRefusesOutputsThatAreNotWhatTheActionWrites(t *testing.T) {
 		t.Errorf("%d API calls for refused reports", n)
 	}
 }
+
+func TestSwitchNoticeBelievedOnlyAlone(t *testing.T) {
+	t.Parallel()
+	const own = "generation 42 (was 41) runs 0123456789ab; 2 upgraded, 1 added; 12 paths (34.0 MiB) to copy or fetch"
+	tests := []struct {
+		name string
+		anns []ghapi.Annotation
+		want string
+	}{
+		{"the action's own", []ghapi.Annotation{notice(NoticeSwitch, own)}, own},
+		{"a forged second one", []ghapi.Annotation{notice(NoticeSwitch, "generation 99 runs evil"), notice(NoticeSwitch, own)}, ""},
+		{"markdown and a mention", []ghapi.Annotation{notice(NoticeSwitch, "done, see [this](https://evil.example) @org/team")}, ""},
+	}
+	for _, tc := range tests {
+		if got := noticeFacts(tc.anns).Switched; got != tc.want {
+			t.Errorf("%s: Switched = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
