@@ -16,12 +16,14 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/ghapi/ghapitest"
+	"go.yaml.in/yaml/v3"
 )
 
 func envOf(m map[string]string) func(string) (string, bool) {
@@ -95,8 +97,13 @@ func TestWorkflowModeLifecycle(t *testing.T) {
 			srv.ActionsToken = "ghs_actions"
 			srv.AddRepo("Codertocat/Hello-World", "master")
 			srv.SetPermission("Codertocat/Hello-World", "Codertocat", "write")
+			// The real chatops-deploy.yml's inputs, on a server that takes
+			// at most 10 (older GitHub Enterprise Server).
+			srv.SetDispatchInputs("Codertocat/Hello-World", "chatops-deploy.yml", dispatchInputs(t, "chatops-deploy.yml")...)
+			srv.MaxDispatchInputs = 10
 			path := eventFile(t, srv, "/deploy az-nixos")
-			actions := map[string]string{"GITHUB_TOKEN": "ghs_actions", "GITHUB_API_URL": srv.URL + "/api/v3", "GITHUB_REPOSITORY": "Codertocat/Hello-World"}
+			actions := map[string]string{"GITHUB_TOKEN": "ghs_actions", "GITHUB_API_URL": srv.URL + "/api/v3", "GITHUB_REPOSITORY": "Codertocat/Hello-World",
+				"BOT_WORKFLOW": "chatops-deploy.yml"} // as chatops.yml sets it
 			with := func(kv ...string) map[string]string {
 				m := maps.Clone(actions)
 				for i := 0; i < len(kv); i += 2 {
@@ -145,6 +152,26 @@ func TestWorkflowModeLifecycle(t *testing.T) {
 			}
 		})
 	}
+}
+
+// dispatchInputs are a workflow's workflow_dispatch inputs.
+func dispatchInputs(t *testing.T, workflow string) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", ".github", "workflows", workflow))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var w struct {
+		On struct {
+			Dispatch struct {
+				Inputs map[string]any `yaml:"inputs"`
+			} `yaml:"workflow_dispatch"`
+		} `yaml:"on"`
+	}
+	if err := yaml.Unmarshal(b, &w); err != nil {
+		t.Fatal(err)
+	}
+	return slices.Sorted(maps.Keys(w.On.Dispatch.Inputs))
 }
 
 // syncBuffer is a bytes.Buffer safe for the server's log writes.

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -188,7 +190,7 @@ func dispatchError(repo Repo, d DispatchRequest, err error) error {
 	case 404:
 		hint = fmt.Sprintf(" (is %q on %q, and may the token run workflows?)", ".github/workflows/"+d.Workflow, d.Ref)
 	case 422:
-		hint = " (do the workflow's workflow_dispatch inputs match the bot's: vm-name, location, size, image, nix-channel, command, correlation-id?)"
+		hint = fmt.Sprintf(" (does the workflow's workflow_dispatch declare every input the bot sends: %s?)", strings.Join(slices.Sorted(maps.Keys(d.Inputs)), ", "))
 	case 403:
 		hint = " (the token needs actions: write)"
 	}
