@@ -155,7 +155,7 @@ func TestWorkflowModeLifecycle(t *testing.T) {
 }
 
 // dispatchInputs are a workflow's workflow_dispatch inputs.
-func dispatchInputs(t *testing.T, workflow string) []string {
+func dispatchInputs(t testing.TB, workflow string) []string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "..", ".github", "workflows", workflow))
 	if err != nil {

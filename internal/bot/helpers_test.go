@@ -72,6 +72,8 @@ func newEnv(tb testing.TB, mod func(*ghapitest.Server, *Options)) *testEnv {
 	srv.Token = "test-token"
 	srv.AddRepo(testRepo, "master")
 	srv.SetPermission(testRepo, testUser, "admin")
+	// GitHub refuses inputs the workflow does not declare: the real deploy.yml's.
+	srv.SetDispatchInputs(testRepo, "deploy.yml", dispatchInputs(tb, "deploy.yml")...)
 	e := &testEnv{t: tb, gh: srv, now: time.Now().UTC().Truncate(time.Second)}
 	o := Options{Workflow: "deploy.yml", Now: func() time.Time { return e.now }}
 	if mod != nil {
