@@ -518,6 +518,13 @@ func (h *Handler) dispatch(ctx context.Context, gh GitHub, e *github.IssueCommen
 	if err != nil {
 		return out, err
 	}
+	if !h.mine(mine) {
+		// The token writes as someone else than the bot believes it is
+		// (a GITHUB_TOKEN replaced by an App's token, say): it would never
+		// find this comment again, and would dispatch on every redelivery.
+		_ = gh.DeleteComment(ctx, out.Repo, mine.ID)
+		return out, fmt.Errorf("the token writes comments as %q, but the bot takes itself for %q: its state would be lost (give the token's own identity: BOT_GITHUB_TOKEN, or the App's id and key)", mine.User, h.o.Self)
+	}
 	// Claim: with several replicas (or a redelivery racing the original),
 	// each may have written a status comment; the oldest one wins and the
 	// others withdraw before dispatching anything.

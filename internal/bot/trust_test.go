@@ -160,3 +160,22 @@ func TestRolesAsGitHubReportsThem(t *testing.T) {
 		})
 	}
 }
+
+// TestWrongIdentityStopsBeforeDispatch: a bot that takes itself for
+// github-actions[bot] while its token writes as someone else would never
+// find its own comments again; it stops before dispatching anything.
+func TestWrongIdentityStopsBeforeDispatch(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(_ *ghapitest.Server, o *Options) { o.Self = ghapitest.ActionsLogin })
+	_, payload := e.comment("/deploy az-nixos", time.Minute)
+	_, err := e.h.HandleEvent(ctx, "issue_comment", payload, nil)
+	if err == nil || !strings.Contains(err.Error(), `the token writes comments as "nixos-cloud-deploy-bot"`) {
+		t.Fatalf("HandleEvent() error = %v", err)
+	}
+	if n := len(e.gh.Dispatches(testRepo)); n != 0 {
+		t.Errorf("%d dispatches", n)
+	}
+	if n := len(e.botComments()); n != 0 {
+		t.Errorf("%d comments left behind", n)
+	}
+}
