@@ -3,18 +3,16 @@
 #   Gen2 (UEFI): GRUB goes onto the ESP as the removable-media loader.
 # The disk is the stable /dev/disk/by-id/... path of the disk that held / on the
 # image we replaced, detected over SSH before kexec and written to settings.json.
-let
-  settings = builtins.fromJSON (builtins.readFile ./settings.json);
-in
+{ config, ... }:
 {
   disko.devices.disk.main = {
     type = "disk";
-    device = settings.diskDevice;
+    device = config.nixos-cloud-deploy.settings.diskDevice;
     content = {
       type = "gpt";
       partitions = {
         # Because this partition is EF02, disko adds the disk to
-        # boot.loader.grub.devices; configuration.nix must not add it again.
+        # boot.loader.grub.devices; azure.nix must not add it again.
         boot = {
           size = "1M";
           type = "EF02";

@@ -7,8 +7,9 @@ package nixconfig
 
 import "embed"
 
-// FS holds the flake: flake.nix, configuration.nix, disk-config.nix and the
+// FS holds the flake: flake.nix, azure.nix (nixosModules.azure),
+// configuration.nix, disk-config.nix and the
 // sample settings.json (the defaults; every deployment writes its own).
 //
-//go:embed flake.nix configuration.nix disk-config.nix settings.json
+//go:embed flake.nix azure.nix configuration.nix disk-config.nix settings.json
 var FS embed.FS

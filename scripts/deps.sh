@@ -8,7 +8,7 @@
 #   iproute2        network namespaces for the end-to-end test
 #   git             nixos-anywhere and the finalize step use git; tests build repos
 #   sudo            the install test's first login as a user with passwordless sudo
-#   jq              the NixOS stand-ins read settings.json and write JSON (switch tests)
+#   jq              the NixOS stand-ins (internal/nixos/testdata) read settings.json and write JSON (flake.lock, switch tests)
 set -euo pipefail
 
 need=()

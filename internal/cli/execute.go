@@ -12,7 +12,9 @@ import (
 
 // execute runs deploy, install, switch and destroy.
 func (r *runner) execute(ctx context.Context) int {
-	opts := deploy.Options{Config: r.cfg, Env: r.planEnv(), Sink: r.sink}
+	// The action never installs inputs it did not lock; a laptop without
+	// nix may (the lock stage says so).
+	opts := deploy.Options{Config: r.cfg, Env: r.planEnv(), Sink: r.sink, RequireLock: r.actionMode}
 	// install and switch onto target-host need no Azure at all.
 	if r.cfg.Target == nil {
 		cloud, err := r.connectAzure(ctx)

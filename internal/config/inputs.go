@@ -153,5 +153,6 @@ func Outputs() []Output {
 		{"generation", "switch: the system generation the VM runs after the run (the new one, or the one it rolled back to)."},
 		{"previous-generation", "switch: the generation the VM ran before the switch."},
 		{"system-path", "switch: the Nix store path of the system the VM runs after the run."},
+		{"nixpkgs-revision", "The nixpkgs commit the install locked (flake.lock, saved next to facter.json); empty when nothing was installed."},
 	}
 }

@@ -28,6 +28,7 @@ func TestHostileVMIssuesNoWorkflowCommands(t *testing.T) {
 			"printf 'building\\r::warning::%s\\n' " + marker + "\n" +
 			"echo '::stop-commands::" + marker + "'\n"},
 	}
+	h.configRepo("git@github.com:me/cfg.git")
 	opts := h.options(map[string]string{"config-repo": "git@github.com:me/cfg.git"})
 	res := h.run(context.Background(), opts)
 	if res.Err != nil {

@@ -36,7 +36,7 @@ func TestInstallOntoExistingAzureVM(t *testing.T) {
 		t.Fatalf("install failed in %s: %v\n%s", res.FailedStage, res.Err, h.stdout)
 	}
 	want := map[string]Status{"plan": StatusOK, "locate": StatusOK, "prepare access": StatusOK, "wait for SSH": StatusOK,
-		"detect disk": StatusOK, "install": StatusOK, "verify": StatusOK, "rotate host key": StatusSkipped, "finalize": StatusSkipped, "report": StatusOK}
+		"detect disk": StatusOK, "lock": StatusOK, "install": StatusOK, "verify": StatusOK, "rotate host key": StatusSkipped, "finalize": StatusSkipped, "report": StatusOK}
 	if d := cmp.Diff(want, statuses(res)); d != "" {
 		t.Errorf("stages (-want +got):\n%s", d)
 	}
@@ -148,7 +148,7 @@ func TestInstallOntoAnyHostWithSudo(t *testing.T) {
 	h := newHarness(t)
 	host, _ := keys.New(nil, "")
 	login, _ := keys.New(nil, "")
-	vm := startVM(t, vmOptions{hostKeyPEM: host.PrivatePEM, rootKeys: []ssh.PublicKey{login.Public}, sudoUser: "ubuntu"})
+	vm := startVM(t, vmOptions{hostKeyPEM: host.PrivatePEM, sudoUser: "ubuntu", sudoUserKeys: []ssh.PublicKey{login.Public}})
 	opts := h.options(map[string]string{
 		"command": "install", "target-host": vm.srv.Addr, "target-user": "ubuntu",
 		"target-host-key": keys.AuthorizedKey(host.Public, ""), "target-ssh-key": string(login.PrivatePEM),

@@ -31,6 +31,13 @@ type Options struct {
 	// Installer runs nixos-anywhere; nil means a nixos.Runner that finds it
 	// on PATH.
 	Installer Installer
+	// Locker locks the flake's inputs before the install; nil means a
+	// nixos.Locker that runs the nix on PATH.
+	Locker Locker
+	// RequireLock makes a missing nix an error instead of a skipped lock
+	// step: the action (GitHub Actions) never installs unlocked inputs; a
+	// laptop without nix may, with a note.
+	RequireLock bool
 	// SSHPort is the VM's SSH port: 22 except in tests.
 	SSHPort int
 	// Rand is the entropy for the per-deployment keys; nil means crypto/rand.
@@ -73,6 +80,18 @@ type Installer interface {
 	Run(ctx context.Context, a nixos.Args) ([]nixos.PhaseTiming, error)
 }
 
+// Locker locks a rendered flake's inputs, writing its flake.lock;
+// *nixos.Locker is one. It returns nixos.ErrNoNix when it has no nix.
+type Locker interface {
+	Lock(ctx context.Context, dir string) (*nixos.FlakeLock, error)
+}
+
+// skipped is returned by a stage that finds, while running, that it has
+// nothing to do; the stage is reported skipped with the reason.
+type skipped struct{ why string }
+
+func (e skipped) Error() string { return e.why }
+
 // StageError is a failed stage, with what the user can do about it.
 type StageError struct {
 	Stage string
@@ -98,10 +117,14 @@ type state struct {
 	vmExists  bool
 	// ours is set for an Azure VM this action created (tagged managed-by):
 	// its host key travelled in custom data and is rotated after the install.
-	ours    bool
-	client  *sshx.Client
-	disk    string
-	isNixOS bool
+	ours   bool
+	client *sshx.Client
+	disk   string
+	// flakeDir is the rendered flake, inside extraDir (nixos-anywhere's
+	// --extra-files) at the path it gets on the VM; flakeRef points at it.
+	flakeDir, extraDir, flakeRef string
+	lock                         *nixos.FlakeLock
+	isNixOS                      bool
 	// noRoot is set when an existing VM answers with the pinned host key
 	// but root refuses this run's deploy key.
 	noRoot bool
@@ -141,6 +164,7 @@ func (s *state) stages() []stage {
 	return append(head, []stage{
 		{name: "wait for SSH", run: (*state).stageWaitSSH},
 		{name: "detect disk", run: (*state).stageDetectDisk, skip: skipInstalled},
+		{name: "lock", run: (*state).stageLock, skip: skipInstalled},
 		{name: "install", run: (*state).stageInstall, skip: skipInstalled},
 		{name: "verify", run: (*state).stageVerify, skip: skipNoRoot},
 		{name: "rotate host key", run: (*state).stageRotateHostKey, skip: skipRotate},
@@ -221,9 +245,12 @@ func Deploy(ctx context.Context, opts Options) *Result {
 		if st.name == "install" {
 			sr.Phases = s.phases
 		}
+		var skip skipped
 		switch {
 		case err == nil:
 			sr.Status = StatusOK
+		case errors.As(err, &skip):
+			sr.Status, sr.Note = StatusSkipped, skip.why
 		case errors.Is(context.Cause(ctx), errDeadline):
 			sr.Status = StatusFailed
 			failed = &StageError{Stage: st.name, Err: fmt.Errorf("%w (%s): %w", errDeadline, overallDeadline(opts), err), Hint: "raise ssh-timeout or install-timeout if the machine was just slow; re-run to converge"}

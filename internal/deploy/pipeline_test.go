@@ -6,12 +6,16 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,8 +27,10 @@ import (
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/golden"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/keys"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/nixos"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/nixos/nixostest"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/plan"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/report"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/sshx"
 )
 
 const userPub = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl me@laptop"
@@ -41,6 +47,8 @@ type harness struct {
 	secrets   []string
 	naEnv     []string
 	naArgv    string
+	// nixEnv is the nix stand-in's environment beyond the process's.
+	nixEnv []string
 }
 
 type syncBuffer struct {
@@ -75,7 +83,39 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	h.naEnv = []string{"FAKE_NA_REMOTE=1", "FAKE_NA_ARGV=" + h.naArgv}
+	h.cloud.vmOpts.gitURLs = map[string]string{}
 	return h
+}
+
+// configRepo makes the repository behind url (on the test VMs this harness
+// boots): the README's user flake, with settings.json and a facter.json.
+// Without rootKeys it is the README's as it stands, which refuses root;
+// with them, root may log in with those keys (the flake leaves
+// PermitRootLogin at the module's default), as re-runs need.
+func (h *harness) configRepo(url string, rootKeys ...string) {
+	t := h.t
+	t.Helper()
+	flake, err := nixostest.READMEUserFlake()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rootKeys) > 0 {
+		refuse := regexp.MustCompile(`(?m)^\s*# Root may not log in.*\n\s*services\.openssh\.settings\.PermitRootLogin = "no";\n`)
+		if !refuse.MatchString(flake) {
+			t.Fatalf("the README's flake no longer refuses root the way this test expects:\n%s", flake)
+		}
+		flake = refuse.ReplaceAllString(flake, "")
+	}
+	settings, err := json.MarshalIndent(nixos.Settings{HostName: "az-nixos", UserName: "nixos", AuthorizedKeys: []string{userPub},
+		RootAuthorizedKeys: append([]string{}, rootKeys...), DiskDevice: "/dev/disk/by-id/scsi-3600224803fa8e3c1a6b2b4a0a2e6e6d1", StateVersion: "26.05"}, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.cloud.vmOpts.gitURLs == nil {
+		h.cloud.vmOpts.gitURLs = map[string]string{}
+	}
+	h.cloud.vmOpts.gitURLs[url] = nixostest.ConfigRepo(t, map[string]string{
+		"flake.nix": flake, "settings.json": string(settings) + "\n", "facter.json": `{"version": 1, "system": "x86_64-linux"}` + "\n"})
 }
 
 // options builds the run: inputs as a user gives them, plus the test's
@@ -105,10 +145,6 @@ func (h *harness) options(set map[string]string) Options {
 	if err != nil {
 		t.Fatal(err)
 	}
-	standIn, err := filepath.Abs("../nixos/testdata/fake-nixos-anywhere/fake-nixos-anywhere.sh")
-	if err != nil {
-		t.Fatal(err)
-	}
 	files := map[string]string{"GITHUB_OUTPUT": h.output, "GITHUB_STEP_SUMMARY": h.summary}
 	sink := report.NewActions(func(k string) string { return files[k] }, h.stdout)
 	for _, s := range h.secrets {
@@ -119,9 +155,12 @@ func (h *harness) options(set map[string]string) Options {
 		Env:       plan.Env{Self: self, Workspace: h.workspace, RunURL: "https://github.com/me/infra/actions/runs/1"},
 		Cloud:     h.cloud,
 		Sink:      sink,
-		Installer: &nixos.Runner{Command: []string{standIn}, Env: append(os.Environ(), h.naEnv...), KillGrace: time.Second},
-		SSHPort:   h.cloud.fwd.port(),
-		TempDir:   t.TempDir(),
+		Installer: &nixos.Runner{Command: []string{nixostest.NixosAnywhere()}, Env: append(os.Environ(), h.naEnv...), KillGrace: time.Second},
+		Locker:    &nixos.Locker{Command: []string{nixostest.Nix()}, Env: append(os.Environ(), h.nixEnv...)},
+		// As in the action: no install from unlocked inputs.
+		RequireLock: true,
+		SSHPort:     h.cloud.fwd.port(),
+		TempDir:     t.TempDir(),
 	}
 }
 
@@ -155,9 +194,14 @@ func newKeyPEM(t *testing.T) string {
 	return string(k.PrivatePEM)
 }
 
+// TestDeploySuccessWithFinalize: a deploy with config-repo whose flake (the
+// README's) refuses root ends in success. The user's files are the user's,
+// root's Nix may read the user's checkout, the switch leaves root locked
+// out, and the check after it proves the host key without logging in.
 func TestDeploySuccessWithFinalize(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
+	h.configRepo("git@github.com:me/cfg.git")
 	githubKey := strings.ReplaceAll(newKeyPEM(t), "\n", "\r\n") // pasted on Windows
 	deployKey := newKeyPEM(t)
 	opts := h.options(map[string]string{
@@ -169,7 +213,7 @@ func TestDeploySuccessWithFinalize(t *testing.T) {
 		t.Fatalf("deploy failed in %s: %v\n%s", res.FailedStage, res.Err, h.stdout)
 	}
 	want := map[string]Status{"plan": StatusOK, "provision": StatusOK, "wait for SSH": StatusOK, "detect disk": StatusOK,
-		"install": StatusOK, "verify": StatusOK, "rotate host key": StatusOK, "finalize": StatusOK, "report": StatusOK}
+		"lock": StatusOK, "install": StatusOK, "verify": StatusOK, "rotate host key": StatusOK, "finalize": StatusOK, "report": StatusOK}
 	if d := cmp.Diff(want, statuses(res)); d != "" {
 		t.Errorf("stages (-want +got):\n%s", d)
 	}
@@ -177,43 +221,75 @@ func TestDeploySuccessWithFinalize(t *testing.T) {
 	if got := vm.osReleaseID(t); got != "nixos" {
 		t.Errorf("the VM says ID=%q after the install", got)
 	}
-	// nixos-anywhere went through our proxy, with the detected disk rendered.
+	// nixos-anywhere went through our proxy, with the kexec image of the
+	// channel's release and the flake as extra files for /etc/nixos.
 	argv, err := os.ReadFile(h.naArgv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !regexp.MustCompile(`(?m)^ProxyCommand=/.*/proxy$`).Match(argv) || !strings.Contains(string(argv), "--copy-host-keys") {
-		t.Errorf("nixos-anywhere argv:\n%s", argv)
-	}
-	// The finalize commands reached the VM, in order.
-	cmds := strings.Join(vm.srv.Commands(), "\n")
-	for _, want := range []string{
-		"nix-channel --add https://nixos.org/channels/nixos-26.05 nixos && nix-channel --update",
-		"install -m 0600 -- /dev/stdin /home/nixos/.ssh/github",
-		"runuser -u nixos -- git clone -- git@github.com:me/cfg.git /home/nixos/nix-config",
-		"nixos-rebuild switch --flake '/home/nixos/nix-config#az-nixos'",
-	} {
-		if !strings.Contains(cmds, want) {
-			t.Errorf("the VM never ran %q; it ran:\n%s", want, cmds)
+	for _, re := range []string{`(?m)^ProxyCommand=/.*/proxy$`, `(?m)^--copy-host-keys$`,
+		`(?m)^--kexec\nhttps://github\.com/nix-community/nixos-images/releases/download/nixos-26\.05/nixos-kexec-installer-noninteractive-x86_64-linux\.tar\.gz$`,
+		`(?m)^--extra-files\n/.*/extra$`, `(?m)^--flake\npath:/.*/extra/etc/nixos#az-nixos$`} {
+		if !regexp.MustCompile(re).Match(argv) {
+			t.Errorf("nixos-anywhere argv does not match %s:\n%s", re, argv)
 		}
 	}
-	// The GitHub key landed with LF endings and mode 0600.
-	c, err := ssh.Dial("tcp", vm.srv.Addr, vm.clientConfig(t, res))
+	// The finalize commands reached the VM's tools, in order.
+	wantCalls := []string{
+		"standin-install-nixos",
+		"nix-channel --add https://nixos.org/channels/nixos-26.05 nixos",
+		"nix-channel --update",
+		"git clone -- git@github.com:me/cfg.git /home/nixos/nix-config",
+		"git config --global --get-all safe.directory",
+		"git config --global --add safe.directory /home/nixos/nix-config",
+		"nixos-rebuild switch --flake /home/nixos/nix-config#az-nixos",
+	}
+	if d := cmp.Diff(wantCalls, vm.Calls()); d != "" {
+		t.Errorf("the VM's tools were called (-want +got):\n%s", d)
+	}
+	// The user's files are the user's: written by them, not chowned.
+	uid := vmUID(t, vm, "nixos")
+	for _, f := range []struct {
+		path string
+		mode os.FileMode
+	}{{"home/nixos/.ssh/github", 0o600}, {"home/nixos/.ssh/config", 0o600}, {"home/nixos/.ssh/known_hosts", 0o644}, {"home/nixos/nix-config/.git", os.ModeDir | 0o755}} {
+		fi, err := os.Lstat(filepath.Join(vm.dir, f.path))
+		if err != nil {
+			t.Errorf("%s: %v", f.path, err)
+			continue
+		}
+		if st := fi.Sys().(*syscall.Stat_t); int(st.Uid) != uid || fi.Mode() != f.mode {
+			t.Errorf("/%s: owner %d mode %v, want %d (nixos) and %v", f.path, st.Uid, fi.Mode(), uid, f.mode)
+		}
+	}
+	if got, want := vm.file(t, "/home/nixos/.ssh/github"), strings.ReplaceAll(githubKey, "\r\n", "\n"); got != want {
+		t.Errorf("uploaded key:\n%q\nwant\n%q", got, want)
+	}
+	// The switch to the README's flake locked root out: the deploy key that
+	// installed the VM no longer logs in, yet finalize proved the host key.
+	if keys := vm.file(t, "/etc/ssh/authorized_keys.d/root"); keys != "" {
+		t.Errorf("root's keys after switching to a flake that refuses root: %q", keys)
+	}
+	dk, err := keys.FromPEM([]byte(deployKey))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	sess, _ := c.NewSession()
-	out, err := sess.Output("stat -c %a /home/nixos/.ssh/github && cat /home/nixos/.ssh/github")
-	if err != nil {
-		t.Fatal(err)
+	var ae *sshx.AuthError
+	if c, err := sshx.Dial(context.Background(), sshx.Target{Addr: h.cloud.vm.srv.Addr, User: "root", HostKey: outputHostKey(t, res), Signer: dk.Signer}); !errors.As(err, &ae) {
+		if c != nil {
+			c.Close()
+		}
+		t.Errorf("root login with the deploy key after the switch: %v, want an authentication failure", err)
 	}
-	if want := "600\n" + strings.ReplaceAll(githubKey, "\r\n", "\n"); string(out) != want {
-		t.Errorf("uploaded key:\n%q\nwant\n%q", out, want)
+	if note := res.Stages[len(res.Stages)-2].Note; !strings.Contains(note, "verified after the switch") {
+		t.Errorf("finalize note %q", note)
 	}
+	// The installed flake is on the VM, root's, with the hardware report and
+	// the lock; the lock and the report are in the workspace too.
+	checkInstalledFlake(t, h, vm)
 	// Outputs and the hardware report.
 	outFile, _ := os.ReadFile(h.output)
-	for _, name := range []string{"fqdn", "public-ip", "resource-group", "vm-id", "ssh-host-key", "ssh-command", "facter-report"} {
+	for _, name := range []string{"fqdn", "public-ip", "resource-group", "vm-id", "ssh-host-key", "ssh-command", "facter-report", "nixpkgs-revision"} {
 		if !strings.Contains(string(outFile), name+"<<") && !strings.Contains(string(outFile), name+"=") {
 			t.Errorf("output %s not set:\n%s", name, outFile)
 		}
@@ -233,6 +309,75 @@ func TestDeploySuccessWithFinalize(t *testing.T) {
 	}
 	assertNoSecrets(t, h, append(h.secrets, deployKey, githubKey, string(h.cloud.lastHostKeyPEM())))
 	checkGolden(t, "success.md", normalize(res))
+}
+
+// checkInstalledFlake checks /etc/nixos on the VM after an install: the
+// rendered flake with facter.json and flake.lock, owned by root, and the
+// same lock and report in the workspace; the nixpkgs revision in the
+// outputs and the summary.
+func checkInstalledFlake(t *testing.T, h *harness, vm *testVM) {
+	t.Helper()
+	etc := filepath.Join(vm.dir, "etc", "nixos")
+	var names []string
+	err := filepath.WalkDir(etc, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if st := fi.Sys().(*syscall.Stat_t); st.Uid != 0 {
+			t.Errorf("%s on the VM is owned by uid %d, want root", strings.TrimPrefix(p, vm.dir), st.Uid)
+		}
+		if p != etc {
+			names = append(names, d.Name())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff([]string{"azure.nix", "configuration.nix", "disk-config.nix", "facter.json", "flake.lock", "flake.nix", "settings.json"}, names); d != "" {
+		t.Errorf("/etc/nixos on the VM (-want +got):\n%s", d)
+	}
+	for _, f := range []string{"flake.lock", "facter.json"} {
+		ws, err := os.ReadFile(filepath.Join(h.workspace, f))
+		if err != nil {
+			t.Errorf("%s is not in the workspace: %v", f, err)
+			continue
+		}
+		if onVM := vm.file(t, "/etc/nixos/"+f); onVM != string(ws) {
+			t.Errorf("/etc/nixos/%s on the VM differs from the workspace's:\n%s\n%s", f, onVM, ws)
+		}
+	}
+	lock, err := nixos.ParseLock([]byte(vm.file(t, "/etc/nixos/flake.lock")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev := lock.Nixpkgs().Rev
+	if outFile, _ := os.ReadFile(h.output); !strings.Contains(string(outFile), rev) {
+		t.Errorf("the outputs lack nixpkgs-revision %s:\n%s", rev, outFile)
+	}
+	if summary, _ := os.ReadFile(h.summary); !strings.Contains(string(summary), "nixpkgs nixos-26.05 @ "+rev) {
+		t.Errorf("the summary does not show the nixpkgs revision %s:\n%s", rev, summary)
+	}
+}
+
+// vmUID is user's uid in the VM's passwd.
+func vmUID(t *testing.T, vm *testVM, user string) int {
+	t.Helper()
+	for _, l := range strings.Split(vm.file(t, "/etc/passwd"), "\n") {
+		if f := strings.Split(l, ":"); len(f) > 2 && f[0] == user {
+			uid, err := strconv.Atoi(f[2])
+			if err != nil {
+				t.Fatal(err)
+			}
+			return uid
+		}
+	}
+	t.Fatalf("no user %q in the VM's passwd", user)
+	return 0
 }
 
 // assertNoSecrets checks stdout (beyond the mask commands), the summary and
@@ -321,7 +466,10 @@ func TestDeployFailureInEachStage(t *testing.T) {
 		{name: "install", stage: "install", arrange: func(h *harness) { h.naEnv = append(h.naEnv, "FAKE_NA_MODE=abort") }, wantErr: "Failed to kexec", serial: true},
 		{name: "verify", stage: "verify", arrange: func(h *harness) { h.naEnv = []string{"FAKE_NA_ARGV=" + h.naArgv} }, wantErr: "does not run NixOS", serial: true},
 		{name: "finalize", stage: "finalize", set: map[string]string{"config-repo": "https://github.com/me/cfg"},
-			arrange: func(h *harness) { h.cloud.vmOpts.failCmd = "nixos-rebuild" }, wantErr: `step "nixos-rebuild switch" failed`, serial: true},
+			arrange: func(h *harness) {
+				h.configRepo("https://github.com/me/cfg")
+				h.cloud.vmOpts.failCmd = "nixos-rebuild"
+			}, wantErr: `step "nixos-rebuild switch" failed`, serial: true},
 	}
 	for _, tc := range tests {
 		for _, cleanup := range []bool{false, true} {
@@ -431,7 +579,14 @@ func TestProvisionDeadline(t *testing.T) {
 func TestDeployRerunIsIdempotent(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	set := map[string]string{"deploy-key": newKeyPEM(t), "config-repo": "https://github.com/me/cfg"}
+	deployKey := newKeyPEM(t)
+	dk, err := keys.FromPEM([]byte(deployKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The user's flake keeps the deploy key for root, as README says re-runs need.
+	h.configRepo("https://github.com/me/cfg", keys.AuthorizedKey(dk.Public, "nixos-cloud-deploy"))
+	set := map[string]string{"deploy-key": deployKey, "config-repo": "https://github.com/me/cfg"}
 	first := h.run(context.Background(), h.options(set))
 	if first.Err != nil {
 		t.Fatalf("first run: %v\n%s", first.Err, h.stdout)
@@ -445,7 +600,7 @@ func TestDeployRerunIsIdempotent(t *testing.T) {
 		t.Error("the second run booted another VM")
 	}
 	want := map[string]Status{"plan": StatusOK, "provision": StatusOK, "wait for SSH": StatusOK, "detect disk": StatusSkipped,
-		"install": StatusSkipped, "verify": StatusOK, "rotate host key": StatusOK, "finalize": StatusOK, "report": StatusOK}
+		"lock": StatusSkipped, "install": StatusSkipped, "verify": StatusOK, "rotate host key": StatusOK, "finalize": StatusOK, "report": StatusOK}
 	if d := cmp.Diff(want, statuses(second)); d != "" {
 		t.Errorf("second run stages (-want +got):\n%s", d)
 	}
@@ -527,12 +682,11 @@ func TestDestroy(t *testing.T) {
 // TestDeployWithOnlyAnECDSAKey (issue 14): Azure refuses ECDSA keys in a
 // VM's osProfile, so the VM is created with the deploy key, and the user's
 // ECDSA key reaches user-name on the installed NixOS through settings.json
-// (the stand-in evaluates the rendered configuration and installs its user
+// (the stand-ins evaluate the rendered configuration and install its user
 // keys where NixOS's sshd reads them).
 func TestDeployWithOnlyAnECDSAKey(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	h.naEnv = append(h.naEnv, "FAKE_NA_USER_KEYS=1")
 	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)

@@ -42,6 +42,8 @@ type Outputs struct {
 	Generation         string
 	PreviousGeneration string
 	SystemPath         string
+	// NixpkgsRevision is the nixpkgs commit the lock step pinned.
+	NixpkgsRevision string
 }
 
 // Map returns the outputs by output name, the names action.yml declares.
@@ -51,6 +53,7 @@ func (o Outputs) Map() []([2]string) {
 		{"vm-id", o.VMID}, {"ssh-host-key", o.SSHHostKey}, {"ssh-command", o.SSHCommand},
 		{"facter-report", o.FacterReport},
 		{"generation", o.Generation}, {"previous-generation", o.PreviousGeneration}, {"system-path", o.SystemPath},
+		{"nixpkgs-revision", o.NixpkgsRevision},
 	}
 }
 
@@ -131,7 +134,10 @@ func (r Result) Markdown() string {
 		}
 	}
 	if r.Outputs.FacterReport != "" {
-		fmt.Fprintf(&b, "\nHardware report (nixos-facter): `%s`. Commit it to your config as `hardware.facter.reportPath`.\n", r.Outputs.FacterReport)
+		fmt.Fprintf(&b, "\nHardware report (nixos-facter): `%s`, also `/etc/nixos/facter.json` on the VM. Commit it next to your flake as `nixos-cloud-deploy.facterReport`.\n", r.Outputs.FacterReport)
+	}
+	if r.Outputs.NixpkgsRevision != "" {
+		fmt.Fprintf(&b, "\nInstalled from nixpkgs `%s`: `flake.lock` in the workspace and in `/etc/nixos` on the VM.\n", r.Outputs.NixpkgsRevision)
 	}
 	if r.Cleanup != "" {
 		b.WriteString("\n### Cleanup\n\n" + r.Cleanup + "\n")

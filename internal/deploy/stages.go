@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -230,9 +231,17 @@ func (s *state) stageDetectDisk(ctx context.Context) (string, error) {
 	return disk, nil
 }
 
-func (s *state) stageInstall(ctx context.Context) (string, error) {
-	flakeDir := filepath.Join(s.workDir, "flake")
-	ref, err := nixos.Render(flakeDir, nixos.Settings{
+// render writes the flake for this machine into <work>/extra/etc/nixos:
+// nixos-anywhere installs from it and copies <work>/extra to the new
+// system's / (--extra-files), so the VM keeps it, root-owned, in
+// /etc/nixos.
+func (s *state) render() error {
+	if s.flakeRef != "" {
+		return nil
+	}
+	s.extraDir = filepath.Join(s.workDir, "extra")
+	s.flakeDir = filepath.Join(s.extraDir, filepath.FromSlash(strings.TrimPrefix(nixos.InstalledDir, "/")))
+	ref, err := nixos.Render(s.flakeDir, nixos.Settings{
 		HostName:           s.cfg.VMName,
 		UserName:           s.cfg.UserName,
 		AuthorizedKeys:     s.cfg.SSHPublicKeys,
@@ -241,8 +250,58 @@ func (s *state) stageInstall(ctx context.Context) (string, error) {
 		StateVersion:       nixos.StateVersion(s.cfg.NixChannel),
 	}, s.cfg.NixChannel)
 	if err != nil {
+		return err
+	}
+	// tar copies the directories' modes too (nixos-anywhere's extra
+	// files): the work directory is 0700, the VM's / and /etc are not.
+	for _, d := range []string{s.extraDir, filepath.Dir(s.flakeDir)} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			return err
+		}
+	}
+	s.flakeRef = ref
+	return nil
+}
+
+// stageLock locks the flake's inputs in the container (which reaches
+// GitHub) before the install, which then uses exactly this lock:
+// nixos-anywhere evaluates with --no-write-lock-file and would otherwise
+// resolve the inputs itself and keep no record of them.
+func (s *state) stageLock(ctx context.Context) (string, error) {
+	if err := s.render(); err != nil {
 		return "", err
 	}
+	locker := s.opts.Locker
+	if locker == nil {
+		locker = &nixos.Locker{Line: func(l string) { s.sink.Infof("%s", l) }}
+	}
+	lock, err := locker.Lock(ctx, s.flakeDir)
+	if errors.Is(err, nixos.ErrNoNix) {
+		if s.opts.RequireLock {
+			return "", &StageError{Stage: "lock", Err: fmt.Errorf("%w: the flake's inputs cannot be locked, and the action never installs unlocked inputs", err),
+				Hint: "the action's container has nix; a custom image must have it on PATH"}
+		}
+		return "", skipped{fmt.Sprintf("%v: the inputs are not locked in advance; nixos-anywhere resolves them itself and nothing records which nixpkgs was installed (the action always locks)", err)}
+	}
+	if err != nil {
+		return "", &StageError{Stage: "lock", Err: err, Hint: "nix flake lock fetches the inputs from GitHub: check the network, or a nix-channel that does not exist"}
+	}
+	s.lock = lock
+	ws := s.opts.Env.Workspace
+	if ws == "" {
+		ws = "."
+	}
+	if err := os.WriteFile(filepath.Join(ws, nixos.LockFile), lock.Data, 0o644); err != nil {
+		return "", fmt.Errorf("failed to write %s to the workspace: %w", nixos.LockFile, err)
+	}
+	return lock.String(), nil
+}
+
+func (s *state) stageInstall(ctx context.Context) (string, error) {
+	if err := s.render(); err != nil {
+		return "", err
+	}
+	ref := s.flakeRef
 	// nixos-anywhere's own ssh does not verify host keys (it passes
 	// StrictHostKeyChecking=no first). Every connection it makes goes
 	// through our proxy, which does, with the pinned key.
@@ -269,8 +328,9 @@ func (s *state) stageInstall(ctx context.Context) (string, error) {
 			s.sink.Group("install: " + p)
 		}
 	}
-	facter := filepath.Join(flakeDir, nixos.FacterFile)
-	s.phases, err = inst.Run(ctx, nixos.Args{Flake: ref, FacterReport: facter, IdentityFile: s.keyFile, ProxyCommand: proxy, Host: s.machine.PublicIP})
+	facter := filepath.Join(s.flakeDir, nixos.FacterFile)
+	s.phases, err = inst.Run(ctx, nixos.Args{Flake: ref, FacterReport: facter, IdentityFile: s.keyFile, ProxyCommand: proxy, Host: s.machine.PublicIP,
+		KexecURL: nixos.KexecImageURL(s.cfg.NixChannel, "x86_64-linux"), ExtraFiles: s.extraDir})
 	if err != nil {
 		var re *nixos.RunError
 		switch {
@@ -313,20 +373,42 @@ func (s *state) stageFinalize(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("step %q failed: %w", st.Name, err)
 		}
 	}
-	// A switch may restart sshd or reboot: make sure the machine still
-	// answers with the pinned key before reporting success.
-	if err := s.connect(ctx); err != nil {
+	// A switch may restart sshd or reboot, and root's access is now
+	// whatever the user's flake says (often PermitRootLogin "no"): prove
+	// the machine answers with the pinned host key without logging in.
+	_ = s.client.Close()
+	s.client = nil
+	if _, err := s.identify(ctx); err != nil {
 		return "", fmt.Errorf("the VM did not come back after nixos-rebuild switch: %w", err)
 	}
-	return fmt.Sprintf("%d steps", len(steps)), nil
+	return fmt.Sprintf("%d steps; host key %s verified after the switch", len(steps), sshx.Fingerprint(s.pinned)), nil
+}
+
+// identify waits, up to ssh-timeout, for the VM to prove it holds the
+// pinned host key in a key exchange, without logging in.
+func (s *state) identify(ctx context.Context) (sshx.Identity, error) {
+	wctx, cancel := context.WithTimeout(ctx, s.cfg.SSHTimeout)
+	defer cancel()
+	for {
+		id, err := sshx.Identify(wctx, s.addr(), s.pinned)
+		if err == nil {
+			return id, nil
+		}
+		var mm *sshx.HostKeyMismatchError
+		if errors.As(err, &mm) {
+			return id, &StageError{Stage: "finalize", Err: err, Hint: "the address answers with another host key than the pinned one: a wrong address or an attack"}
+		}
+		select {
+		case <-wctx.Done():
+			return id, fmt.Errorf("no SSH server with the pinned host key within %s: %w", s.cfg.SSHTimeout, err)
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 func (s *state) runStep(ctx context.Context, st finalize.Step, log sshx.RunOption) error {
 	if u := st.Upload; u != nil {
-		if err := s.client.Upload(ctx, u.Data, u.Path, u.Mode); err != nil {
-			return err
-		}
-		if err := s.client.Run(ctx, sshx.Quote("chown", u.Owner+":", u.Path), log); err != nil {
+		if err := s.client.UploadAs(ctx, u.Owner, u.Data, u.Path, u.Mode); err != nil {
 			return err
 		}
 	}
@@ -339,6 +421,9 @@ func (s *state) runStep(ctx context.Context, st finalize.Step, log sshx.RunOptio
 func (s *state) outputs() (o Outputs) {
 	o = Outputs{FacterReport: s.facter}
 	defer s.switchOutputs(&o) // o is the named result: the defer fills it
+	if s.lock != nil {
+		o.NixpkgsRevision = s.lock.Nixpkgs().Rev
+	}
 	if s.cfg.Target == nil {
 		o.ResourceGroup = s.cfg.ResourceGroup
 	}

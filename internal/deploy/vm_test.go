@@ -18,6 +18,7 @@ import (
 
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/azure"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/nixos"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/nixos/nixostest"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/sshtest"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/sshx"
 )
@@ -50,13 +51,17 @@ func requireNamespaces(t testing.TB) {
 	}
 }
 
-// testVM is a real sshd in its own mount namespace that looks like a fresh
-// Ubuntu VM on Azure to the pipeline: /etc/os-release, /dev/disk/by-id,
-// findmnt/lsblk, and fakes for the finalize commands (nix-channel,
-// nixos-rebuild, git, runuser, chown) that record what they were asked.
+// testVM is a real sshd in its own mount and UTS namespaces that looks like
+// a fresh Ubuntu VM on Azure to the pipeline: its own /etc (os-release,
+// passwd, sudoers, ssh), /home and /root (nixostest.VM, kept in dir),
+// /dev/disk/by-id, findmnt/lsblk, and the NixOS stand-ins
+// (nixostest.InstallTools: nixos-rebuild, git, nix-channel, and what
+// nixos-anywhere's install leaves behind) on its PATH.
 type testVM struct {
 	srv *sshtest.Server
 	dir string
+	// calls is where the stand-ins record how they were called.
+	calls string
 }
 
 type vmOptions struct {
@@ -66,7 +71,9 @@ type vmOptions struct {
 	failCmd    string
 	memKB      int    // /proc/meminfo's MemTotal; 0 means 16 GB
 	sudoUser   string // a user with passwordless sudo (the first login of install onto a host)
-	secureBoot bool   // mokutil --sb-state says SecureBoot enabled
+	// sudoUserKeys log in as sudoUser (~/.ssh/authorized_keys).
+	sudoUserKeys []ssh.PublicKey
+	secureBoot   bool // mokutil --sb-state says SecureBoot enabled
 	// hostKeyOverride boots the VM with another host key than the one in
 	// the custom data: a wrong address or a machine in the middle.
 	hostKeyOverride []byte
@@ -74,15 +81,15 @@ type vmOptions struct {
 	// replace remote commands (name to script): a hostile VM.
 	osRelease   string
 	executables map[string]string
+	// gitURLs maps config-repo URLs to local repositories (nixostest.ConfigRepo).
+	gitURLs map[string]string
 }
 
 func startVM(t *testing.T, o vmOptions) *testVM {
 	t.Helper()
 	dir := t.TempDir()
-	for _, d := range []string{"dev"} {
-		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
+	if err := os.Mkdir(filepath.Join(dir, "dev"), 0o755); err != nil {
+		t.Fatal(err)
 	}
 	rel := ubuntuOSRelease
 	if o.osRelease != "" {
@@ -90,9 +97,6 @@ func startVM(t *testing.T, o vmOptions) *testVM {
 	}
 	if o.nixos {
 		rel = "NAME=NixOS\nID=nixos\nVERSION_ID=\"26.05\"\n"
-	}
-	if err := os.WriteFile(filepath.Join(dir, "os-release"), []byte(rel), 0o644); err != nil {
-		t.Fatal(err)
 	}
 	if o.memKB == 0 {
 		o.memKB = 16 * 1000 * 1000 // a Standard_B4ms, whatever this machine has
@@ -111,54 +115,63 @@ func startVM(t *testing.T, o vmOptions) *testVM {
 	if o.hostKeyOverride != nil {
 		hostKey = o.hostKeyOverride
 	}
-	opts := []sshtest.Option{
-		sshtest.WithHostKeyPEM(hostKey),
-		sshtest.WithHostKeyPath("/etc/ssh/ssh_host_ed25519_key"),
-		sshtest.WithAuthorizedKeys(o.rootKeys...),
-		sshtest.WithWrapper("unshare", "--mount", "--propagation", "private", "--", "/bin/sh", setup, dir),
-		sshtest.WithAuthorizedKeysFiles(".ssh/authorized_keys"),
-	}
-	if o.nixos {
-		// NixOS ships OpenSSH as released; Debian's adds itself to the banner.
-		opts = append(opts, sshtest.WithConfig("DebianBanner no"))
-	}
-	if o.sudoUser != "" {
-		writeSudoUser(t, dir, o.sudoUser)
-	}
 	// Where Run Command reads the host key: the one sshd really uses.
 	signer, err := ssh.ParsePrivateKey(hostKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "ssh_host_ed25519_key.pub"), ssh.MarshalAuthorizedKey(signer.PublicKey()), 0o644); err != nil {
+	state := nixostest.VM{Dir: dir, OSRelease: rel, Hostname: "az-nixos",
+		SSHFiles: map[string]string{"ssh_host_ed25519_key": string(hostKey), "ssh_host_ed25519_key.pub": string(ssh.MarshalAuthorizedKey(signer.PublicKey()))}}
+	for _, k := range o.rootKeys {
+		state.RootKeys = append(state.RootKeys, string(ssh.MarshalAuthorizedKey(k)))
+	}
+	if o.sudoUser != "" {
+		u := nixostest.User{Name: o.sudoUser, UID: 4242, Sudo: true}
+		for _, k := range o.sudoUserKeys {
+			u.Keys = append(u.Keys, string(ssh.MarshalAuthorizedKey(k)))
+		}
+		state.Users = append(state.Users, u)
+	}
+	if err := state.Write(); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "ssh_host_ed25519_key"), hostKey, 0o600); err != nil {
-		t.Fatal(err)
+	opts := []sshtest.Option{
+		sshtest.WithHostKeyPEM(hostKey),
+		// sshd reads the VM's own host key file, which a rotation replaces.
+		sshtest.WithHostKeyPath("/etc/ssh/ssh_host_ed25519_key"),
+		sshtest.WithWrapper("unshare", "--mount", "--uts", "--propagation", "private", "--", "/bin/sh", setup, dir, nixostest.VMRootScript()),
+		// cloud-init's keys in ~/.ssh, NixOS's in /etc/ssh/authorized_keys.d
+		// (nixpkgs nixos/modules/services/networking/ssh/sshd.nix). The
+		// server's own authorized_keys holds the test's inspection key only.
+		sshtest.WithAuthorizedKeysFiles(".ssh/authorized_keys", "/etc/ssh/authorized_keys.d/%u"),
+	}
+	if o.nixos {
+		// NixOS ships OpenSSH as released; Debian's adds itself to the banner.
+		opts = append(opts, sshtest.WithConfig("DebianBanner no"))
 	}
 	srv := sshtest.Start(t, opts...)
-	vm := &testVM{srv: srv, dir: dir}
-	if o.sudoUser != "" {
-		// Sessions of the sudo user run sshtest's wrapper and read the
-		// keys file from the server's directory: let them.
-		for _, d := range []string{filepath.Dir(srv.Dir), srv.Dir} {
-			if err := os.Chmod(d, 0o755); err != nil {
-				t.Fatal(err)
-			}
-		}
-		_ = os.Chmod(filepath.Join(srv.Dir, "authorized_keys"), 0o644)
-		if err := os.WriteFile(filepath.Join(srv.Dir, "commands.log"), nil, 0o666); err != nil {
+	vm := &testVM{srv: srv, dir: dir, calls: filepath.Join(srv.Dir, "calls.log")}
+	// Sessions of other users (the sudo user, the VM's user under runuser)
+	// run sshtest's wrapper and the stand-ins from the server's directory,
+	// and append to the logs: let them.
+	for _, d := range []string{filepath.Dir(srv.Dir), srv.Dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		_ = os.Chmod(filepath.Join(srv.Dir, "commands.log"), 0o666)
+	}
+	_ = os.Chmod(filepath.Join(srv.Dir, "authorized_keys"), 0o644)
+	for _, f := range []string{"commands.log", "calls.log"} {
+		p := filepath.Join(srv.Dir, f)
+		if err := os.WriteFile(p, nil, 0o666); err != nil {
+			t.Fatal(err)
+		}
+		_ = os.Chmod(p, 0o666)
+	}
+	if err := nixostest.InstallTools(srv.BinDir, nixostest.Tools{Log: vm.calls, GitURLs: o.gitURLs}); err != nil {
+		t.Fatal(err)
 	}
 	srv.AddExecutable("findmnt", "#!/bin/sh\necho /dev/sda1\n")
 	srv.AddExecutable("lsblk", "#!/bin/sh\ncase \"$*\" in *sda1*) echo sda ;; *) echo ;; esac\n")
-	srv.AddExecutable("runuser", "#!/bin/sh\n# runuser -u USER -- CMD...: run CMD as this user instead\nshift 3\nexec \"$@\"\n")
-	srv.AddExecutable("chown", "#!/bin/sh\nexit 0\n")
-	srv.AddExecutable("nix-channel", "#!/bin/sh\necho \"unpacking channels...\"\n")
-	srv.AddExecutable("git", "#!/bin/sh\n# git clone [<options>] [--] <repo> [<dir>] (git-clone(1))\nif [ \"$1\" = clone ]; then shift; [ \"$1\" = -- ] && shift; mkdir -p \"$2/.git\"; echo \"Cloning into '$2'...\"; fi\n")
-	srv.AddExecutable("nixos-rebuild", "#!/bin/sh\necho \"building the system configuration...\"\n")
 	// systemd's answer for the VM's sshd (systemctl(1) show --property
 	// --value); the pipeline sends it SIGHUP to load a new host key.
 	srv.AddExecutable("systemctl", "#!/bin/sh\nif [ \"$*\" = \"show --property MainPID --value sshd.service\" ]; then cat "+
@@ -175,39 +188,29 @@ func startVM(t *testing.T, o vmOptions) *testVM {
 	return vm
 }
 
-// writeSudoUser writes the VM's own /etc/passwd, group, shadow and sudoers:
-// this machine's, plus user with passwordless sudo, as a cloud image's
-// default user.
-func writeSudoUser(t *testing.T, dir, user string) {
-	t.Helper()
-	add := func(name, src, line string, mode os.FileMode) {
-		var b []byte
-		if src != "" {
-			var err error
-			if b, err = os.ReadFile(src); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if len(b) > 0 && b[len(b)-1] != '\n' {
-			b = append(b, '\n')
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), append(b, line...), mode); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chmod(filepath.Join(dir, name), mode); err != nil {
-			t.Fatal(err)
-		}
+// Calls returns how the VM's stand-ins were called, one "<name> <args>" each.
+func (vm *testVM) Calls() []string {
+	b, err := os.ReadFile(vm.calls)
+	if err != nil || len(b) == 0 {
+		return nil
 	}
-	add("passwd", "/etc/passwd", user+":x:4242:4242::/home/"+user+":/bin/sh\n", 0o644)
-	add("group", "/etc/group", user+":x:4242:\n", 0o644)
-	add("shadow", "/etc/shadow", user+":*:20000:0:99999:7:::\n", 0o640)
-	add("sudoers", "", "root ALL=(ALL:ALL) ALL\n"+user+" ALL=(ALL) NOPASSWD: ALL\n", 0o440)
-	add("sudo-user", "", user, 0o644)
+	return strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+}
+
+// file reads a file of the VM's own state (its /etc, /home, /root are
+// dir/etc, dir/home, dir/root).
+func (vm *testVM) file(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(vm.dir, filepath.FromSlash(strings.TrimPrefix(path, "/"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 func (vm *testVM) osReleaseID(t *testing.T) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(vm.dir, "os-release"))
+	b, err := os.ReadFile(filepath.Join(vm.dir, "etc", "os-release"))
 	if err != nil {
 		t.Fatal(err)
 	}

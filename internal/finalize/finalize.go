@@ -2,7 +2,8 @@
 // the user gives their own configuration repository: the original scripts'
 // steps (channel, key, ssh config, clone, nixos-rebuild) without their
 // shortcuts (ssh-keyscan, dos2unix, --impure). The plan shows the steps; the
-// pipeline runs them over SSH as root.
+// pipeline runs them over SSH in root's session, and whatever belongs to the
+// user (~/.ssh, the checkout) is written by the user (runuser).
 package finalize
 
 import (
@@ -15,14 +16,16 @@ import (
 )
 
 // Step is one checked step: an optional file written first, then a command
-// run by the remote shell as root.
+// run by the remote shell in root's session.
 type Step struct {
 	Name    string
 	Upload  *Upload
 	Command string
 }
 
-// Upload is a file written on the VM through stdin, never a command line.
+// Upload is a file written on the VM through stdin, never a command line,
+// by Owner (sshx.UploadAsCommand): root never writes into a user's
+// directory, where a planted symlink would send the write elsewhere.
 type Upload struct {
 	Path   string
 	Mode   fs.FileMode
@@ -40,8 +43,24 @@ var GitHubKnownHosts = []string{
 	"github.com ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABgQCj7ndNxQowgcQnjshcLrqPEiiphnt+VTTvDP6mHBL9j1aNUkY4Ue1gvwnGLVlOhGeYrnZaMgRK6+PKCUXaDbC7qtbW8gIkhL7aGCsOr/C56SJMy/BCZfxd1nWzAOxSDPgVsmerOBYfNqltV9/hWCqBywINIR+5dIg6JTJ72pcEpEjcYgXkE2YEFXV1JHnsKgbLWNlhScqb2UmyRkQyytRLtL+38TGxkxCflmO+5Z8CSSNY7GidjMIZ7Q4zMjA2n1nGrlTDkzwDCsw+wqFPGQA179cnfGWOWRVruj16z6XyvxvjJwbz0wQZ75XK5tKSb7FNyeIEs4TT4jk+S4dhPeAUC5y+bDYirYgM4GC7uEnztnZyaVWQ7B381AK4Qdrwt51ZqExKbQpTUNn+EjqoTwvqNj4kqx5QUCI0ThS/YkOxJCXmPUWZbhjpCg56i+2aB6CmK2JGhn57K5mj0MNdBXA4/WnwH6XoPWJzK5Nyu2zB3nAZp+S5hpQs+p1vN1/wsjk=",
 }
 
-// ConfigDir is where the user's configuration is cloned.
+// ConfigDir is where the user's configuration is cloned, by the user, so
+// they can edit, commit and pull it there.
 func ConfigDir(user string) string { return "/home/" + user + "/nix-config" }
+
+// TrustCommand makes root's Nix accept dir, a git repository owned by the
+// user. Nix 2.20 and later opens a local git flake with libgit2, whose
+// ownership check refuses a repository owned by another user unless the
+// caller is root with SUDO_UID set to its owner (sudo as that user) or the
+// work tree is listed in safe.directory of the global or system git config
+// (libgit2 src/libgit2/repository.c validate_ownership; NixOS/nix
+// src/libfetchers/git-utils.cc); nixos-rebuild then fails with "repository
+// path '...' is not owned by current user". This adds exactly dir to root's
+// ~/.gitconfig, once. The user is the machine's administrator (wheel), so
+// trusting their checkout gives nobody anything new.
+func TrustCommand(dir string) string {
+	return fmt.Sprintf("git config --global --get-all safe.directory | grep -qxF -- %s || git config --global --add safe.directory %s",
+		sshx.Quote(dir), sshx.Quote(dir))
+}
 
 // Steps returns the finalize steps for cfg; none without config-repo.
 func Steps(cfg config.Config) []Step {
@@ -76,6 +95,7 @@ func Steps(cfg config.Config) []Step {
 			asUser("git", "-C", dir, "fetch", "--prune", "origin"),
 			asUser("git", "-C", dir, "reset", "--hard", "@{upstream}"),
 			asUser("git", "clone", "--", cfg.ConfigRepo, dir))},
+		Step{Name: "let root's Nix read the user's checkout", Command: TrustCommand(dir)},
 		Step{Name: "nixos-rebuild switch", Command: sshx.Quote("nixos-rebuild", "switch", "--flake", dir+"#"+cfg.ConfigFlakeAttr)},
 	)
 	return steps
@@ -89,7 +109,7 @@ func (s Step) String() string {
 		if u.Secret {
 			what = "the secret"
 		}
-		parts = append(parts, fmt.Sprintf("write %s (%04o, %s) from %s over stdin", u.Path, u.Mode, u.Owner, what))
+		parts = append(parts, fmt.Sprintf("write %s (%04o) as %s from %s over stdin", u.Path, u.Mode, u.Owner, what))
 	}
 	if s.Command != "" {
 		parts = append(parts, s.Command)

@@ -20,6 +20,18 @@ const SettingsFile = "settings.json"
 // flake directory; configuration.nix uses it when it exists.
 const FacterFile = "facter.json"
 
+// LockFile is the flake's lock file, written by the lock step before the
+// install and kept with the flake on the VM.
+const LockFile = "flake.lock"
+
+// InstalledDir is where the installed flake lives on the VM, owned by root,
+// so `sudo nixos-rebuild switch` works there without further setup:
+// nixos-rebuild uses /etc/nixos/flake.nix when no --flake is given, with the
+// host name as the attribute (nixpkgs
+// pkgs/by-name/ni/nixos-rebuild-ng/src/nixos_rebuild/models.py, Flake.from_arg).
+// /etc/nixos is no git repository, so Nix reads it as a path: flake.
+const InstalledDir = "/etc/nixos"
+
 // The one line of flake.nix that names the nixpkgs channel. Flake inputs must
 // be literal (Nix evaluates them before anything else and will not call
 // builtins.readFile there), and nixos-anywhere has no --override-input, so the

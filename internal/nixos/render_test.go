@@ -137,7 +137,7 @@ func TestRenderEvaluates(t *testing.T) {
 			if _, err := Render(dir, tc.s, tc.channel); err != nil {
 				t.Fatalf("Render: %v", err)
 			}
-			for _, f := range []string{"flake.nix", "configuration.nix", "disk-config.nix"} {
+			for _, f := range []string{"flake.nix", "azure.nix", "configuration.nix", "disk-config.nix"} {
 				if out, err := exec.Command(nixInstantiate, "--parse", filepath.Join(dir, f)).CombinedOutput(); err != nil {
 					t.Errorf("nix-instantiate --parse %s: %v\n%s", f, err, out)
 				}
@@ -159,19 +159,27 @@ func TestRenderEvaluates(t *testing.T) {
 				configurations = append(configurations, tc.s.HostName)
 			}
 			want := map[string]any{
-				"configurations":         configurations,
-				"modules":                []any{"disko", "disk-config.nix", "configuration.nix"},
-				"nixpkgsUrl":             "github:NixOS/nixpkgs/" + channel,
-				"diskoUrl":               "github:nix-community/disko/v1.13.0",
-				"diskDevice":             tc.s.DiskDevice,
-				"partitions":             map[string]any{"boot": "EF02", "ESP": "EF00", "root": "8300"},
-				"hostName":               tc.s.HostName,
-				"userName":               tc.s.UserName,
-				"userKeys":               anys(tc.s.AuthorizedKeys),
-				"userGroups":             []any{"wheel"},
-				"rootKeys":               anys(tc.s.RootAuthorizedKeys),
-				"facterReport":           false,
-				"kernelParams":           []any{"console=tty1", "console=ttyS0,115200n8", "earlyprintk=ttyS0,115200", "rootdelay=300"},
+				"configurations":  configurations,
+				"modules":         []any{[]any{"disko", "azure.nix"}, "configuration.nix"},
+				"exportedModules": []any{"azure", "default"},
+				"azureImports":    []any{"disk-config.nix"},
+				"options":         []any{"facterReport", "settings", "settingsFile"},
+				"nixpkgsUrl":      "github:NixOS/nixpkgs/" + channel,
+				"diskoUrl":        "github:nix-community/disko/v1.13.0",
+				"diskDevice":      tc.s.DiskDevice,
+				"partitions":      map[string]any{"boot": "EF02", "ESP": "EF00", "root": "8300"},
+				"hostName":        tc.s.HostName,
+				"userName":        tc.s.UserName,
+				"userKeys":        anys(tc.s.AuthorizedKeys),
+				"userGroups":      []any{"wheel"},
+				"rootKeys":        anys(tc.s.RootAuthorizedKeys),
+				"facterReport":    false,
+				"kernelParams":    []any{"console=tty1", "console=ttyS0,115200n8", "earlyprintk=ttyS0,115200", "rootdelay=300"},
+				// 512 MB /boot: at most 5 generations' kernels and initrds.
+				"configurationLimit": float64(5),
+				// Run Command needs the agent; provisioning must not touch
+				// users, keys or the pinned host key.
+				"waagent":                map[string]any{"enable": true, "settings": map[string]any{"Provisioning": map[string]any{"Enable": false}}},
 				"permitRootLogin":        "prohibit-password",
 				"passwordAuthentication": false,
 				"stateVersion":           tc.s.StateVersion,

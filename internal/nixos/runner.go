@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -50,6 +51,17 @@ type Args struct {
 	ProxyCommand string
 	// Host is the target's address; nixos-anywhere logs in as root.
 	Host string
+	// KexecURL is the kexec installer image (KexecImageURL); empty means
+	// nixos-anywhere's default, which for 1.13.0 is nixos-25.05, past its
+	// end of life.
+	KexecURL string
+	// ExtraFiles is a directory whose contents nixos-anywhere copies to / of
+	// the installed system, owned by root (--extra-files; src/nixos-anywhere.sh
+	// runs `tar -C <dir> -cpf- . | ssh ... tar -C /mnt -xf- --no-same-owner`
+	// after the hardware report is generated and before nixos-install). The
+	// flake is rendered into <ExtraFiles>/etc/nixos, so the VM keeps what was
+	// installed, facter.json and flake.lock included.
+	ExtraFiles string
 }
 
 // Argv is the argument vector after the nixos-anywhere command, one argument
@@ -71,17 +83,42 @@ func (a Args) Argv() ([]string, error) {
 	if a.Host == "" || strings.HasPrefix(a.Host, "-") || strings.ContainsAny(a.Host, "@ \t\r\n") {
 		errs = append(errs, fmt.Errorf("host %q: must be an address or host name", a.Host))
 	}
+	if a.KexecURL != "" && !strings.HasPrefix(a.KexecURL, "https://") {
+		errs = append(errs, fmt.Errorf("kexec image %q: must be an https URL", a.KexecURL))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("invalid nixos-anywhere arguments: %w", err)
 	}
-	return []string{
+	argv := []string{
 		"--flake", a.Flake,
 		"--generate-hardware-config", "nixos-facter", a.FacterReport,
+	}
+	if a.KexecURL != "" {
+		argv = append(argv, "--kexec", a.KexecURL)
+	}
+	if a.ExtraFiles != "" {
+		argv = append(argv, "--extra-files", a.ExtraFiles)
+	}
+	return append(argv,
 		"-i", a.IdentityFile,
 		"--copy-host-keys",
-		"--ssh-option", "ProxyCommand=" + a.ProxyCommand,
-		"root@" + a.Host,
-	}, nil
+		"--ssh-option", "ProxyCommand="+a.ProxyCommand,
+		"root@"+a.Host,
+	), nil
+}
+
+// KexecImageURL is the nixos-images kexec installer of the NixOS release
+// that channel follows, for arch ("x86_64-linux" or "aarch64-linux"). The
+// images are release assets of nix-community/nixos-images, tagged nixos-YY.MM
+// and nixos-unstable (build-images.sh, .github/workflows/build.yml there);
+// nixos-anywhere 1.13.0 defaults to nixos-25.05, which is end of life. A
+// -small channel boots the installer of its release.
+func KexecImageURL(channel, arch string) string {
+	if channel == "" {
+		channel = DefaultChannel
+	}
+	tag := strings.TrimSuffix(channel, "-small")
+	return "https://github.com/nix-community/nixos-images/releases/download/" + tag + "/nixos-kexec-installer-noninteractive-" + arch + ".tar.gz"
 }
 
 // Runner runs nixos-anywhere and follows its output. The zero value finds
@@ -90,7 +127,9 @@ type Runner struct {
 	// Command is the argv prefix that starts nixos-anywhere; empty means
 	// FindCommand(exec.LookPath).
 	Command []string
-	// Env is the process environment; nil means this process's.
+	// Env is the process environment; nil means this process's. Either way
+	// ChildEnv takes the action's secrets out of it: nixos-anywhere, and
+	// the ProxyCommand its ssh starts, see none of them.
 	Env []string
 	// Line receives every output line (stdout and stderr, merged, in order
 	// of arrival), without its line ending.
@@ -213,7 +252,11 @@ func (r *Runner) Run(ctx context.Context, a Args) ([]PhaseTiming, error) {
 	}}
 
 	cmd := exec.CommandContext(runCtx, argv[0], argv[1:]...)
-	cmd.Env = r.Env
+	env := r.Env
+	if env == nil {
+		env = os.Environ()
+	}
+	cmd.Env = ChildEnv(env)
 	// The same writer for both: exec gives the child one pipe for stdout and
 	// stderr, so lines keep their order.
 	cmd.Stdout, cmd.Stderr = out, out

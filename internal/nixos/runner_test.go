@@ -27,12 +27,15 @@ func goodArgs(dir string) Args {
 		IdentityFile: "/run/nixos-cloud-deploy/deploy-key",
 		ProxyCommand: "/run/nixos-cloud-deploy/proxy",
 		Host:         "20.13.163.33",
+		KexecURL:     KexecImageURL("nixos-26.05-small", "x86_64-linux"),
 	}
 }
 
 func TestArgvGolden(t *testing.T) {
 	t.Parallel()
-	argv, err := goodArgs("/tmp/ncd-flake").Argv()
+	a := goodArgs("/tmp/ncd/extra/etc/nixos")
+	a.ExtraFiles = "/tmp/ncd/extra"
+	argv, err := a.Argv()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,6 +55,7 @@ func TestArgvErrors(t *testing.T) {
 		{"proxy with spaces", func(a *Args) { a.ProxyCommand = "/bin/action proxy --host 1.2.3.4" }, "must be one word without whitespace"},
 		{"host like an option", func(a *Args) { a.Host = "-oProxyCommand=evil" }, `host "-oProxyCommand=evil"`},
 		{"host with user", func(a *Args) { a.Host = "azureuser@1.2.3.4" }, `host "azureuser@1.2.3.4"`},
+		{"kexec image over http", func(a *Args) { a.KexecURL = "http://example.com/kexec.tar.gz" }, "must be an https URL"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -46,12 +46,15 @@ type Plan struct {
 	Where         string // "in uksouth (AzureCloud), resource group x" or "onto host h:22"
 	Resources     []Resource
 	CloudInit     string   // rendered cloud-config with secrets redacted
+	Lock          []string // the lock step's argument vector
 	NixosAnywhere []string // argument vector
 	Proxy         string   // what the ProxyCommand runs
 	Finalize      []string // steps after the install, in order
 	// Switch holds command switch's steps; nil for the other commands.
 	Switch []rollout.Step
 	DryRun bool
+	// OnVM says where the configuration lives on the VM afterwards.
+	OnVM []string
 }
 
 // Resource is one Azure resource the run creates or reuses.
@@ -115,11 +118,7 @@ func New(c config.Config, env Env) Plan {
 	}
 	if cmd == config.Install {
 		p.Resources = installTargets(c)
-		p.NixosAnywhere = NixosAnywhereArgs(c.VMName)
-		p.Proxy = ProxyLine(env.Self)
-		for _, st := range finalize.Steps(c) {
-			p.Finalize = append(p.Finalize, st.String())
-		}
+		p.install(c, env)
 		if t := c.Target; t != nil {
 			p.FQDN = t.Host
 			p.Where = "onto host " + t.Addr()
@@ -161,12 +160,24 @@ func New(c config.Config, env Env) Plan {
 		HostKeyPublic: "ssh-ed25519 <generated per deployment>",
 		RootKeys:      []string{"ssh-ed25519 <deploy key, generated per deployment> nixos-cloud-deploy"},
 	}))
-	p.NixosAnywhere = NixosAnywhereArgs(c.VMName)
+	p.install(c, env)
+	return p
+}
+
+// install fills in what deploy and install share: lock, nixos-anywhere,
+// finalize, and where the configuration lives on the VM.
+func (p *Plan) install(c config.Config, env Env) {
+	p.Lock = LockArgs()
+	p.NixosAnywhere = NixosAnywhereArgs(c.VMName, c.NixChannel)
 	p.Proxy = ProxyLine(env.Self)
 	for _, st := range finalize.Steps(c) {
 		p.Finalize = append(p.Finalize, st.String())
 	}
-	return p
+	p.OnVM = []string{nixos.InstalledDir + ": the installed flake, owned by root (flake.nix, azure.nix, configuration.nix, disk-config.nix, settings.json, " +
+		nixos.FacterFile + ", " + nixos.LockFile + "); `sudo nixos-rebuild switch` rebuilds it"}
+	if c.ConfigRepo != "" {
+		p.OnVM = append(p.OnVM, finalize.ConfigDir(c.UserName)+": config-repo, "+c.UserName+"'s checkout, the running system (#"+c.ConfigFlakeAttr+")")
+	}
 }
 
 // installTargets describes the machine command: install works on; nothing
@@ -257,15 +268,26 @@ const (
 	PublicIPPlaceholder = "$PUBLIC_IP"
 )
 
+// flakePlaceholder is where the run renders the flake: inside the extra
+// files, at the path it gets on the VM.
+const flakePlaceholder = WorkDirPlaceholder + "/extra" + nixos.InstalledDir
+
+// LockArgs is the nix command line the lock step runs, with placeholders.
+func LockArgs() []string {
+	return append([]string{"nix"}, nixos.LockArgs(flakePlaceholder)...)
+}
+
 // NixosAnywhereArgs is the nixos-anywhere command line the install runs,
 // built by the same code as the real one, with placeholders.
-func NixosAnywhereArgs(attr string) []string {
+func NixosAnywhereArgs(attr, channel string) []string {
 	a := nixos.Args{
-		Flake:        "path:" + WorkDirPlaceholder + "/flake#" + attr,
-		FacterReport: WorkDirPlaceholder + "/flake/" + nixos.FacterFile,
+		Flake:        "path:" + flakePlaceholder + "#" + attr,
+		FacterReport: flakePlaceholder + "/" + nixos.FacterFile,
 		IdentityFile: WorkDirPlaceholder + "/deploy-key",
 		ProxyCommand: WorkDirPlaceholder + "/proxy",
 		Host:         PublicIPPlaceholder,
+		KexecURL:     nixos.KexecImageURL(channel, "x86_64-linux"),
+		ExtraFiles:   WorkDirPlaceholder + "/extra",
 	}
 	argv, err := a.Argv()
 	if err != nil {

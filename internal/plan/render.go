@@ -51,7 +51,9 @@ func (p Plan) Text() string {
 			b.WriteString("  | " + l + "\n")
 		}
 	}
-	b.WriteString("\nInstall NixOS (one argument per line, no shell):\n")
+	b.WriteString("\nLock the flake's inputs (in the container; the install uses this flake.lock, kept in the workspace and on the VM):\n")
+	b.WriteString("  " + sshx.Quote(p.Lock...) + "\n")
+	b.WriteString("\nInstall NixOS (one argument per line, no shell; --kexec is the installer of the channel's release):\n")
 	for _, a := range p.NixosAnywhere {
 		b.WriteString("  " + sshx.Quote(a) + "\n")
 	}
@@ -65,6 +67,10 @@ func (p Plan) Text() string {
 	}
 	for i, s := range p.Finalize {
 		fmt.Fprintf(&b, "  %d. %s\n", i+1, s)
+	}
+	b.WriteString("\nOn the VM:\n")
+	for _, s := range p.OnVM {
+		b.WriteString("  " + s + "\n")
 	}
 	fmt.Fprintf(&b, "\nThen: ssh %s@%s (host key pinned, printed as output ssh-host-key)\n", p.UserName, p.FQDN)
 	return b.String()
@@ -102,7 +108,8 @@ func (p Plan) Markdown() string {
 		b.WriteString(strings.TrimRight(p.CloudInit, "\n"))
 		b.WriteString("\n```\n\n</details>\n")
 	}
-	b.WriteString("\n### Install\n\n```sh\n")
+	b.WriteString("\n### Lock\n\nIn the container; the install uses this `flake.lock`, kept in the workspace and on the VM.\n\n```sh\n" + sshx.Quote(p.Lock...) + "\n```\n")
+	b.WriteString("\n### Install\n\n`--kexec` is the installer of the channel's release.\n\n```sh\n")
 	quoted := make([]string, len(p.NixosAnywhere))
 	for i, a := range p.NixosAnywhere {
 		quoted[i] = sshx.Quote(a)
@@ -119,6 +126,11 @@ func (p Plan) Markdown() string {
 	for i, s := range p.Finalize {
 		name, cmd, _ := strings.Cut(s, ": ")
 		fmt.Fprintf(&b, "%d. %s: `%s`\n", i+1, name, strings.ReplaceAll(cmd, "`", "'"))
+	}
+	b.WriteString("\n### On the VM\n\n")
+	for _, s := range p.OnVM {
+		path, what, _ := strings.Cut(s, ": ")
+		fmt.Fprintf(&b, "- `%s`: %s\n", path, mdEscape(what))
 	}
 	return b.String()
 }

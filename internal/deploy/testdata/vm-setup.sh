@@ -1,13 +1,17 @@
 #!/bin/sh
 # sshd's wrapper for a test VM (internal/deploy tests). It runs inside a
-# private mount namespace (unshare --mount) and gives the "VM" what the
-# pipeline reads on a real Azure VM: its own /dev with /dev/disk/by-id, its
-# own /etc/os-release (Ubuntu until the install flips it), an empty /home
-# and /root, and, when the test wrote one, its own /proc/meminfo.
-# Then it execs sshd, keeping its PID.
+# private mount namespace and UTS namespace (unshare --mount --uts) and gives
+# the "VM" what the pipeline reads on a real Azure VM: its own /dev with
+# /dev/disk/by-id, its own /etc, /home and /root (vm_root, from the NixOS
+# stand-ins' vm-root.sh: os-release says Ubuntu until the install, ssh/ has
+# the host key, nixos/ is empty), its host name, and, when the test wrote
+# one, its own /proc/meminfo. Then it execs sshd, keeping its PID.
+#
+# Usage: vm-setup.sh VMDIR VM-ROOT-SH sshd ARGS...
 set -eu
 vm=$1
-shift
+vmroot=$2
+shift 2
 mount -t tmpfs -o mode=0755 vmdev "$vm/dev"
 for n in null zero full random urandom tty; do
   : >"$vm/dev/$n"
@@ -24,29 +28,9 @@ mkdir -p "$vm/dev/disk/by-id"
 ln -s ../../sda "$vm/dev/disk/by-id/scsi-3600224803fa8e3c1a6b2b4a0a2e6e6d1"
 ln -s ../../sda1 "$vm/dev/disk/by-id/scsi-3600224803fa8e3c1a6b2b4a0a2e6e6d1-part1"
 mount --rbind "$vm/dev" /dev
-mount --bind "$vm/os-release" /etc/os-release
-mount -t tmpfs -o mode=0755 vmhome /home
-mount -t tmpfs -o mode=0700 vmroot /root
-if [ -f "$vm/ssh_host_ed25519_key.pub" ]; then
-  # The host key the VM's sshd really uses, where Run Command reads it and
-  # where sshd reads it (HostKey /etc/ssh/ssh_host_ed25519_key).
-  mount -t tmpfs -o mode=0755 vmetcssh /etc/ssh
-  cp "$vm/ssh_host_ed25519_key.pub" /etc/ssh/
-  if [ -f "$vm/ssh_host_ed25519_key" ]; then
-    (umask 077 && cp "$vm/ssh_host_ed25519_key" /etc/ssh/)
-  fi
-fi
-# A user with passwordless sudo, as a cloud image's default user is.
-for f in passwd group shadow sudoers; do
-  if [ -f "$vm/$f" ]; then
-    mount --bind "$vm/$f" "/etc/$f"
-  fi
-done
-if [ -f "$vm/sudo-user" ]; then
-  user=$(cat "$vm/sudo-user")
-  mkdir -p "/home/$user"
-  chown "$user:" "/home/$user"
-fi
+# shellcheck disable=SC1090 # the path is the caller's
+. "$vmroot"
+vm_root "$vm"
 if [ -f "$vm/meminfo" ]; then
   mount --bind "$vm/meminfo" /proc/meminfo
 fi

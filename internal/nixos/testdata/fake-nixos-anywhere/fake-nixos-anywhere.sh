@@ -6,6 +6,8 @@
 #
 # Environment:
 #   FAKE_NA_ARGV  file to record the argument vector in, one argument a line
+#   FAKE_NA_ENV   file to record the environment in (env -0), to check what
+#                 a child of the action gets to see
 #   FAKE_NA_MODE  ok (default): a whole install, writes the facter report
 #                 abort: aborts after kexec like a failed kexec does
 #                 fail:  exits 2 during the install without an abort line
@@ -13,26 +15,34 @@
 #                        output pipe, then waits forever (kexec on Azure
 #                        hanging, nixos-anywhere issue 400)
 #   FAKE_NA_PIDS  hang mode: file to record "leader <pid>" and "child <pid>"
-#   FAKE_NA_USER_KEYS=1  with FAKE_NA_REMOTE=1: at "Installing NixOS", write
-#                 the user's keys the rendered configuration gives
-#                 users.users.<user>.openssh.authorizedKeys.keys (evaluated
-#                 with nix-instantiate and ../eval-stub.nix) to the target's
-#                 /etc/ssh/authorized_keys.d/<user>, where NixOS's sshd reads
-#                 them (nixpkgs nixos/modules/services/networking/ssh/sshd.nix)
 #   FAKE_NA_REMOTE=1  reach the target as the real one does: the real ssh
 #                 client with nixos-anywhere's own options (no host key
 #                 checking) and the --ssh-option values it was given, so
 #                 every byte goes through the ProxyCommand; it reads the
-#                 target's os-release before "kexec" and, where the real
-#                 install would reboot into NixOS, rewrites /etc/os-release
-#                 on the target to say NixOS.
+#                 target's os-release before "kexec" and, where the real one
+#                 installs, runs ../nixos-vm/standin-install-nixos on the
+#                 target (it must be on the target's PATH) with the users
+#                 and keys of the configuration it installs (evaluated from
+#                 the rendered flake with nix-instantiate and
+#                 ../eval-stub.nix: users.users.<user>.openssh.authorizedKeys
+#                 and root's) and the --extra-files directory, which leaves
+#                 the target as the installed NixOS would be.
+#
+# Rules of the real one (src/nixos-anywhere.sh) it keeps: --flake needs a
+# "#<attribute>"; --extra-files is copied to / of the new system owned by
+# root, after the hardware report is written and before nixos-install, so
+# a report written inside the extra files is copied with them; --kexec
+# takes a URL or a file.
 set -euo pipefail
 
 if [[ -n ${FAKE_NA_ARGV-} ]]; then
   printf '%s\n' "$@" >"$FAKE_NA_ARGV"
 fi
+if [[ -n ${FAKE_NA_ENV-} ]]; then
+  env -0 >"$FAKE_NA_ENV"
+fi
 
-flake="" facter="" host="" identity=""
+flake="" facter="" host="" identity="" extra="" kexec=""
 sshopts=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -40,6 +50,8 @@ while [[ $# -gt 0 ]]; do
   --generate-hardware-config) facter=$3; shift 2 ;;
   -i) identity=$2; shift ;;
   --ssh-option) sshopts+=(-o "$2"); shift ;;
+  --extra-files) extra=$2; shift ;;
+  --kexec) kexec=$2; shift ;;
   --copy-host-keys) ;;
   -*) echo "fake-nixos-anywhere: unknown option $1" >&2; exit 3 ;;
   *) host=$1 ;;
@@ -55,6 +67,15 @@ abort() {
 
 [[ -n $flake ]] || abort "--flake or --store-paths must be set"
 [[ -n $host ]] || abort "ssh-host must be set"
+if [[ ! $flake =~ ^(.*)\#([^\#\"]*)$ ]] || [[ -z ${BASH_REMATCH[2]} ]]; then
+  abort "Please specify the name of the NixOS configuration to be installed, as a URI fragment in the flake-uri."
+fi
+flakedir=${BASH_REMATCH[1]#path:}
+[[ -z $extra || -d $extra ]] || abort "--extra-files $extra is not a directory"
+case $kexec in
+"" | https://* | http://* | /*) ;;
+*) abort "--kexec $kexec: not a URL or a file" ;;
+esac
 
 # nixos-anywhere's ssh: checking off first, then the caller's options.
 remote() {
@@ -72,6 +93,7 @@ if [[ ${FAKE_NA_REMOTE-} == 1 ]]; then
 fi
 step Switching system into kexec
 echo "Downloading kexec tarball, this may take a moment..."
+[[ -z $kexec ]] || echo "+ curl --fail -Ss -L $kexec"
 
 case ${FAKE_NA_MODE:-ok} in
 abort)
@@ -104,34 +126,31 @@ fi
 step Formatting hard drive with disko
 echo "+ sgdisk --align-end --new=1:0:+1M --change-name=1:disk-main-boot --typecode=1:EF02 /dev/disk/by-id/wwn-0x6002248000000000000000000000abcd"
 step Uploading the system closure
+if [[ -n $extra ]]; then
+  step Copying extra files
+fi
 step Installing NixOS
 if [[ ${FAKE_NA_MODE:-ok} == fail ]]; then
   echo "error: builder for '/nix/store/00000000000000000000000000000000-grub-config.xml.drv' failed with exit code 1" >&2
   exit 2
 fi
-if [[ ${FAKE_NA_REMOTE-} == 1 && ${FAKE_NA_USER_KEYS-} == 1 ]]; then
-  stub="$(cd "$(dirname "$0")/.." && pwd)/eval-stub.nix"
-  dir=${flake%%#*}
-  dir=${dir#path:}
-  # The user name and keys as the installed configuration has them, one per
-  # line: nix-instantiate 2.8 has no --raw, so JSON strings are decoded here.
-  eval_json() {
-    nix-instantiate --eval --strict --json --arg dir "$dir" -E \
-      "{ dir }: let c = import $stub { inherit dir; }; in $1" 2>/dev/null
-  }
-  user=$(eval_json 'c.userName' | sed -e 's/^"//' -e 's/"$//')
-  [[ $user =~ ^[a-z_][a-z0-9_-]*$ ]] || abort "cannot evaluate the user name of $dir"
-  eval_json 'builtins.concatStringsSep "\n" c.userKeys' | sed -e 's/^"//' -e 's/"$//' |
-    awk '{ gsub(/\\n/, "\n"); gsub(/\\"/, "\""); gsub(/\\\\/, "\\"); print }' |
-    remote "mkdir -p /etc/ssh/authorized_keys.d && cat >/etc/ssh/authorized_keys.d/$user" ||
-    abort "ssh to $host failed"
-fi
 echo "installing the boot loader..."
-echo "installation finished!"
-step Rebooting
 if [[ ${FAKE_NA_REMOTE-} == 1 ]]; then
-  remote 'printf "%s\n" "NAME=NixOS" "ID=nixos" "VERSION_ID=\"26.05\"" "PRETTY_NAME=\"NixOS 26.05 (Yarara)\"" >/etc/os-release' ||
-    abort "ssh to $host failed"
+  stage=$(mktemp -d)
+  trap 'rm -rf "$stage"' EXIT
+  mkdir "$stage/system"
+  stub="$(cd "$(dirname "$0")/.." && pwd)/eval-stub.nix"
+  nix-instantiate --eval --strict --json --arg dir "$flakedir" -E "{ dir }: let c = import $stub { inherit dir; }; in
+    { userName = c.userName; authorizedKeys = c.userKeys; rootAuthorizedKeys = c.rootKeys; }" \
+    >"$stage/system/settings.json" 2>/dev/null || abort "cannot evaluate the configuration in $flakedir"
+  if [[ -n $extra ]]; then
+    mkdir "$stage/extra"
+    tar -C "$extra" -cpf- . | tar -C "$stage/extra" -xpf-
+  fi
+  tar -C "$stage" -cf- . | remote standin-install-nixos || abort "the install on $host failed"
+else
+  echo "installation finished!"
 fi
+step Rebooting
 step Waiting for the machine to become unreachable due to reboot
 step "Done!"

@@ -14,20 +14,36 @@
   };
 
   outputs =
-    { nixpkgs, disko, ... }:
+    {
+      self,
+      nixpkgs,
+      disko,
+      ...
+    }:
     let
       # The only per-deployment file: host name, user, keys, disk, state version.
       settings = builtins.fromJSON (builtins.readFile ./settings.json);
 
       system = nixpkgs.lib.nixosSystem {
         modules = [
-          disko.nixosModules.disko
-          ./disk-config.nix
+          self.nixosModules.azure
           ./configuration.nix
         ];
       };
     in
     {
+      # What every VM installed by nixos-cloud-deploy needs (Hyper-V guest,
+      # serial console, disk layout and users from settings.json, the facter
+      # report, GRUB, keys-only SSH, the Azure agent). Import it in your own
+      # flake; README.md, "Your own flake", shows how.
+      nixosModules.azure = {
+        imports = [
+          disko.nixosModules.disko
+          ./azure.nix
+        ];
+      };
+      nixosModules.default = self.nixosModules.azure;
+
       # Always available as `#az-nixos`, and also under the VM's host name
       # (`#<hostName>`) so several machines can share one checkout.
       nixosConfigurations = nixpkgs.lib.genAttrs (nixpkgs.lib.unique [
