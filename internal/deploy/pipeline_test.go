@@ -6,7 +6,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
@@ -88,34 +87,16 @@ func newHarness(t *testing.T) *harness {
 }
 
 // configRepo makes the repository behind url (on the test VMs this harness
-// boots): the README's user flake, with settings.json and a facter.json.
-// Without rootKeys it is the README's as it stands, which refuses root;
-// with them, root may log in with those keys (the flake leaves
-// PermitRootLogin at the module's default), as re-runs need.
+// boots): the README's user flake (nixostest.UserFlakeRepo). Without
+// rootKeys it is the README's as it stands, which refuses root; with them,
+// root may log in with those keys, as re-runs need.
 func (h *harness) configRepo(url string, rootKeys ...string) {
-	t := h.t
-	t.Helper()
-	flake, err := nixostest.READMEUserFlake()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(rootKeys) > 0 {
-		refuse := regexp.MustCompile(`(?m)^\s*# Root may not log in.*\n\s*services\.openssh\.settings\.PermitRootLogin = "no";\n`)
-		if !refuse.MatchString(flake) {
-			t.Fatalf("the README's flake no longer refuses root the way this test expects:\n%s", flake)
-		}
-		flake = refuse.ReplaceAllString(flake, "")
-	}
-	settings, err := json.MarshalIndent(nixos.Settings{HostName: "az-nixos", UserName: "nixos", AuthorizedKeys: []string{userPub},
-		RootAuthorizedKeys: append([]string{}, rootKeys...), DiskDevice: "/dev/disk/by-id/scsi-3600224803fa8e3c1a6b2b4a0a2e6e6d1", StateVersion: "26.05"}, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
+	h.t.Helper()
 	if h.cloud.vmOpts.gitURLs == nil {
 		h.cloud.vmOpts.gitURLs = map[string]string{}
 	}
-	h.cloud.vmOpts.gitURLs[url] = nixostest.ConfigRepo(t, map[string]string{
-		"flake.nix": flake, "settings.json": string(settings) + "\n", "facter.json": `{"version": 1, "system": "x86_64-linux"}` + "\n"})
+	h.cloud.vmOpts.gitURLs[url] = nixostest.UserFlakeRepo(h.t, nixos.Settings{HostName: "az-nixos", UserName: "nixos", AuthorizedKeys: []string{userPub},
+		RootAuthorizedKeys: rootKeys, DiskDevice: "/dev/disk/by-id/scsi-3600224803fa8e3c1a6b2b4a0a2e6e6d1", StateVersion: "26.05"}, len(rootKeys) == 0)
 }
 
 // options builds the run: inputs as a user gives them, plus the test's

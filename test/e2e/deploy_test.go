@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -24,6 +25,7 @@ import (
 
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/azure"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/azure/azuretest"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/nixos"
 )
 
 // quick latencies for the functional tests: every operation still runs
@@ -73,17 +75,18 @@ func TestDeployRerunDestroy(t *testing.T) {
 			{Name: "provision", Status: "✅ ok", Note: "6 created, 0 reused; " + rec.PublicIPs[0]},
 			{Name: "wait for SSH", Status: "✅ ok"},
 			{Name: "detect disk", Status: "✅ ok", Note: "/dev/disk/by-id/wwn-0x60022480e2e0e2e0e2e0e2e0e2e0e2e0"},
-			{Name: "install", Status: "✅ ok", Note: "11 phases"},
+			{Name: "lock", Status: "✅ ok"},
+			{Name: "install", Status: "✅ ok", Note: "12 phases"},
 			{Name: "verify", Status: "✅ ok", Note: "NixOS, host key unchanged"},
 			{Name: "rotate host key", Status: "✅ ok"},
-			{Name: "finalize", Status: "✅ ok", Note: "5 steps"},
+			{Name: "finalize", Status: "✅ ok"},
 			{Name: "report", Status: "✅ ok"},
 		})
 		checkVMRequest(t, w.emu.Requests(), name, hostKeyPub)
 		checkStandIn(t, w, r, rec, hostKeyPub)
 
-		// What the VM saw: nixos-anywhere flipped it to NixOS, then the
-		// finalize steps ran as root.
+		// What the VM saw: nixos-anywhere installed NixOS with the locked
+		// flake in /etc/nixos, then the finalize steps ran.
 		if !strings.Contains(vm.OSRelease(), "ID=nixos") {
 			t.Errorf("the VM's /etc/os-release after the install:\n%s\nwant ID=nixos", vm.OSRelease())
 		}
@@ -91,17 +94,18 @@ func TestDeployRerunDestroy(t *testing.T) {
 			t.Errorf("the VM was not rebooted after the install")
 		}
 		wantCalls := []string{
+			"standin-install-nixos",
 			"nix-channel --add https://nixos.org/channels/nixos-26.05 nixos",
 			"nix-channel --update",
-			"runuser -u nixos -- mkdir -p -m 0700 /home/nixos/.ssh",
-			"chown nixos: /home/nixos/.ssh/known_hosts",
-			"runuser -u nixos -- git clone -- https://github.com/me/cfg /home/nixos/nix-config",
 			"git clone -- https://github.com/me/cfg /home/nixos/nix-config",
-			"nixos-rebuild switch --flake /home/nixos/nix-config#e2e-life",
+			"git config --global --get-all safe.directory",
+			"git config --global --add safe.directory /home/nixos/nix-config",
+			"nixos-rebuild switch --flake /home/nixos/nix-config#az-nixos",
 		}
 		if d := cmp.Diff(wantCalls, vm.Calls()); d != "" {
 			t.Errorf("finalize commands seen on the VM (-want +got):\n%s", d)
 		}
+		checkInstalledFlake(t, r, vm)
 		// The user's own key logs in as the admin user, with the host key
 		// from the output.
 		checkUserLogin(t, w, vm, rotated)
@@ -139,10 +143,11 @@ func TestDeployRerunDestroy(t *testing.T) {
 			{Name: "provision", Status: "✅ ok", Note: "0 created, 6 reused; " + vm.IP},
 			{Name: "wait for SSH", Status: "✅ ok"},
 			{Name: "detect disk", Status: "⏭️ skipped", Note: "the VM already runs NixOS with the pinned host key (force-reinstall: true installs again)"},
+			{Name: "lock", Status: "⏭️ skipped", Note: "the VM already runs NixOS with the pinned host key (force-reinstall: true installs again)"},
 			{Name: "install", Status: "⏭️ skipped", Note: "the VM already runs NixOS with the pinned host key (force-reinstall: true installs again)"},
 			{Name: "verify", Status: "✅ ok", Note: "NixOS, host key unchanged"},
 			{Name: "rotate host key", Status: "✅ ok", Note: "host key " + fingerprint(t, vm.HostKeyNow(t)) + " was made on the VM by an earlier run"},
-			{Name: "finalize", Status: "✅ ok", Note: "5 steps"},
+			{Name: "finalize", Status: "✅ ok"},
 			{Name: "report", Status: "✅ ok"},
 		})
 		if r.StandInArgv != nil {
@@ -154,13 +159,10 @@ func TestDeployRerunDestroy(t *testing.T) {
 		wantCalls := []string{
 			"nix-channel --add https://nixos.org/channels/nixos-26.05 nixos",
 			"nix-channel --update",
-			"runuser -u nixos -- mkdir -p -m 0700 /home/nixos/.ssh",
-			"chown nixos: /home/nixos/.ssh/known_hosts",
-			"runuser -u nixos -- git -C /home/nixos/nix-config fetch --prune origin",
 			"git -C /home/nixos/nix-config fetch --prune origin",
-			"runuser -u nixos -- git -C /home/nixos/nix-config reset --hard @{upstream}",
 			"git -C /home/nixos/nix-config reset --hard @{upstream}",
-			"nixos-rebuild switch --flake /home/nixos/nix-config#e2e-life",
+			"git config --global --get-all safe.directory",
+			"nixos-rebuild switch --flake /home/nixos/nix-config#az-nixos",
 		}
 		if d := cmp.Diff(wantCalls, vm.Calls()[callsBefore:]); d != "" {
 			t.Errorf("finalize commands seen on the VM on the re-run (-want +got):\n%s", d)
@@ -192,6 +194,7 @@ func TestDeployRerunDestroy(t *testing.T) {
 			{Name: "provision", Status: "✅ ok", Note: "0 created, 6 reused; " + vm.IP},
 			{Name: "wait for SSH", Status: "✅ ok"},
 			{Name: "detect disk", Status: "⏭️ skipped", Note: installed},
+			{Name: "lock", Status: "⏭️ skipped", Note: installed},
 			{Name: "install", Status: "⏭️ skipped", Note: installed},
 			{Name: "verify", Status: "⏭️ skipped", Note: noRoot},
 			{Name: "rotate host key", Status: "⏭️ skipped", Note: noRoot},
@@ -274,6 +277,7 @@ func TestAllocationFailed(t *testing.T) {
 				{Name: "provision", Status: "❌ failed"},
 				{Name: "wait for SSH", Status: "· not run"},
 				{Name: "detect disk", Status: "· not run"},
+				{Name: "lock", Status: "· not run"},
 				{Name: "install", Status: "· not run"},
 				{Name: "verify", Status: "· not run"},
 				{Name: "rotate host key", Status: "· not run"},
@@ -365,6 +369,7 @@ func TestInstallFails(t *testing.T) {
 		{Name: "provision", Status: "✅ ok"},
 		{Name: "wait for SSH", Status: "✅ ok"},
 		{Name: "detect disk", Status: "✅ ok"},
+		{Name: "lock", Status: "✅ ok"},
 		{Name: "install", Status: "❌ failed"},
 		{Name: "verify", Status: "· not run"},
 		{Name: "rotate host key", Status: "· not run"},
@@ -415,6 +420,8 @@ func checkOutputs(t *testing.T, r *run, rec azuretest.VMRecord, hostKeyPub strin
 		"ssh-host-key":   fqdn + "," + ip + " " + hostKeyPub,
 		"ssh-command":    "ssh nixos@" + fqdn,
 		"facter-report":  r.Outputs["facter-report"],
+		// The nix stand-in's revision for github:NixOS/nixpkgs/nixos-26.05.
+		"nixpkgs-revision": "2d4642a93993be047b02f7ac015ba23b57dea471",
 	}
 	if d := cmp.Diff(want, r.Outputs); d != "" {
 		t.Errorf("outputs (-want +got):\n%s", d)
@@ -777,11 +784,12 @@ func TestInstallAfterFailedInstall(t *testing.T) {
 		{Name: "prepare access", Status: "✅ ok"},
 		{Name: "wait for SSH", Status: "✅ ok"},
 		{Name: "detect disk", Status: "✅ ok", Note: "/dev/disk/by-id/wwn-0x60022480e2e0e2e0e2e0e2e0e2e0e2e0"},
-		{Name: "install", Status: "✅ ok", Note: "11 phases"},
+		{Name: "lock", Status: "✅ ok"},
+		{Name: "install", Status: "✅ ok", Note: "12 phases"},
 		{Name: "verify", Status: "✅ ok", Note: "NixOS, host key unchanged"},
 		// deploy made this VM and its key travelled in custom data.
 		{Name: "rotate host key", Status: "✅ ok"},
-		{Name: "finalize", Status: "✅ ok", Note: "5 steps"},
+		{Name: "finalize", Status: "✅ ok"},
 		{Name: "report", Status: "✅ ok"},
 	})
 	runCommands := 0
@@ -802,7 +810,7 @@ func TestInstallAfterFailedInstall(t *testing.T) {
 	if got := r.Outputs["ssh-host-key"]; !strings.HasSuffix(got, " "+vm.HostKeyNow(t)) || vm.HostKeyNow(t) == hostKeyPub {
 		t.Errorf("ssh-host-key output %q, want the VM's rotated key %q (not %q)", got, vm.HostKeyNow(t), hostKeyPub)
 	}
-	if calls := vm.Calls(); len(calls) == 0 || calls[len(calls)-1] != "nixos-rebuild switch --flake /home/nixos/nix-config#"+name {
+	if calls := vm.Calls(); len(calls) == 0 || calls[len(calls)-1] != "nixos-rebuild switch --flake /home/nixos/nix-config#az-nixos" {
 		t.Errorf("finalize did not end with nixos-rebuild switch on the VM: %q", calls)
 	}
 	checkStandIn(t, w, r, w.emu.VMs()[0], hostKeyPub)
@@ -828,6 +836,10 @@ func TestDeployWithOnlyAnECDSAKey(t *testing.T) {
 	}
 	in := w.inputs("deploy", name)
 	in["ssh-public-keys"] = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey()))) + " me@laptop"
+	// The installed flake's keys, not a config-repo's: a switch to the
+	// user's own flake authorises what that flake says.
+	delete(in, "config-repo")
+	delete(in, "config-flake-attr")
 	r := w.runAction(t, in)
 	defer r.dump(t)
 	if r.Code != 0 {
@@ -897,4 +909,141 @@ func fingerprint(t *testing.T, pub string) string {
 		t.Fatal(err)
 	}
 	return ssh.FingerprintSHA256(k)
+}
+
+// checkInstalledFlake checks what an install leaves on the VM and in the
+// workspace: /etc/nixos holds the installed flake with its hardware report
+// and lock, all root's; the workspace has the same lock and report; the
+// nixpkgs revision is the lock's.
+func checkInstalledFlake(t *testing.T, r *run, vm *bootedVM) {
+	t.Helper()
+	etc := filepath.Join(vm.Dir, "etc", "nixos")
+	entries, err := os.ReadDir(etc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+		fi, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := fi.Sys().(*syscall.Stat_t); st.Uid != 0 || st.Gid != 0 {
+			t.Errorf("/etc/nixos/%s on the VM is owned by %d:%d, want root", e.Name(), st.Uid, st.Gid)
+		}
+	}
+	if d := cmp.Diff([]string{"azure.nix", "configuration.nix", "disk-config.nix", "facter.json", "flake.lock", "flake.nix", "settings.json"}, names); d != "" {
+		t.Errorf("/etc/nixos on the VM (-want +got):\n%s", d)
+	}
+	for _, f := range []string{"flake.lock", "facter.json"} {
+		ws, err := os.ReadFile(filepath.Join(r.Workspace, f))
+		if err != nil {
+			t.Errorf("%s is not in the workspace: %v", f, err)
+		} else if onVM := vm.File("/etc/nixos/" + f); onVM != string(ws) {
+			t.Errorf("/etc/nixos/%s on the VM is not the workspace's:\n%s\n---\n%s", f, onVM, ws)
+		}
+	}
+	lock, err := nixos.ParseLock([]byte(vm.File("/etc/nixos/flake.lock")))
+	if err != nil {
+		t.Fatalf("/etc/nixos/flake.lock: %v", err)
+	}
+	if rev := lock.Nixpkgs().Rev; r.Outputs["nixpkgs-revision"] != rev || !strings.Contains(r.Summary, rev) {
+		t.Errorf("nixpkgs-revision output %q, want the lock's %q, also in the summary", r.Outputs["nixpkgs-revision"], rev)
+	}
+}
+
+// sshAs runs cmd on vm as user with signer, the VM's host key now (after
+// the rotation) pinned.
+func sshAs(t *testing.T, vm *bootedVM, user string, signer ssh.Signer, cmd string) (string, error) {
+	hk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(vm.HostKeyNow(t)))
+	if err != nil {
+		return "", err
+	}
+	c, err := ssh.Dial("tcp", net.JoinHostPort(vm.IP, "22"), &ssh.ClientConfig{
+		User: user, Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		HostKeyCallback: ssh.FixedHostKey(hk), Timeout: 10 * time.Second,
+	})
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	sess, err := c.NewSession()
+	if err != nil {
+		return "", err
+	}
+	defer sess.Close()
+	out, err := sess.CombinedOutput(cmd)
+	return string(out), err
+}
+
+// TestDeployWithoutConfigRepo: the VM keeps the flake it was installed
+// from, so its user rebuilds it with sudo and nothing else.
+func TestDeployWithoutConfigRepo(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, quickLatency)
+	const name = "e2e-etc-nixos"
+	in := w.inputs("deploy", name)
+	delete(in, "config-repo")
+	delete(in, "config-flake-attr")
+	r := w.runAction(t, in)
+	defer r.dump(t)
+	if r.Code != 0 {
+		t.Fatalf("exit code %d, want 0", r.Code)
+	}
+	vm := w.fleet.VM(t, name)
+	checkInstalledFlake(t, r, vm)
+	// nixos-rebuild switch needs root (the system profile); the user has
+	// it through sudo, and /etc/nixos is a path: flake (no git), root's.
+	if out, err := sshAs(t, vm, "nixos", w.userKey.Signer, "nixos-rebuild switch"); err == nil || !strings.Contains(out, "Permission denied") {
+		t.Errorf("nixos-rebuild switch without sudo: %v\n%s\nwant it refused", err, out)
+	}
+	out, err := sshAs(t, vm, "nixos", w.userKey.Signer, "sudo -n nixos-rebuild switch")
+	if err != nil {
+		t.Fatalf("sudo nixos-rebuild switch on the VM as its user: %v\n%s", err, out)
+	}
+	if want := "the configuration /etc/nixos#" + name + " is active"; !strings.Contains(out, want) {
+		t.Errorf("sudo nixos-rebuild switch said:\n%s\nwant %q", out, want)
+	}
+	checkNoSecrets(t, r, w)
+}
+
+// TestDeployFlakeRefusesRoot: config-repo is the README's flake as it
+// stands, which lets no one log in as root. The deploy still succeeds: the
+// check after the switch proves the host key without logging in, and
+// nothing after it needs root.
+func TestDeployFlakeRefusesRoot(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, quickLatency)
+	w.fleet.gitURLs[defaultConfigRepo] = w.userFlake(t, true)
+	const name = "e2e-no-root"
+	r := w.runAction(t, w.inputs("deploy", name))
+	defer r.dump(t)
+	if r.Code != 0 {
+		t.Fatalf("exit code %d, want 0", r.Code)
+	}
+	checkStages(t, r.Summary, []stage{
+		{Name: "plan", Status: "✅ ok"},
+		{Name: "provision", Status: "✅ ok"},
+		{Name: "wait for SSH", Status: "✅ ok"},
+		{Name: "detect disk", Status: "✅ ok"},
+		{Name: "lock", Status: "✅ ok"},
+		{Name: "install", Status: "✅ ok"},
+		{Name: "verify", Status: "✅ ok"},
+		{Name: "rotate host key", Status: "✅ ok"},
+		{Name: "finalize", Status: "✅ ok"},
+		{Name: "report", Status: "✅ ok"},
+	})
+	vm := w.fleet.VM(t, name)
+	if _, err := sshAs(t, vm, "root", w.deployKey.Signer, "true"); err == nil {
+		t.Error("root still accepts the deploy key after switching to a flake that refuses root")
+	}
+	if out, err := sshAs(t, vm, "nixos", w.userKey.Signer, "id -un"); err != nil || strings.TrimSpace(out) != "nixos" {
+		t.Errorf("the user's own login after the switch: %q, %v", out, err)
+	}
+	if !strings.Contains(r.Summary, "verified after the switch") {
+		t.Errorf("the summary does not say the host key was verified after the switch")
+	}
+	checkInstalledFlake(t, r, vm)
+	checkNoSecrets(t, r, w)
 }

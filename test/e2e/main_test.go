@@ -27,6 +27,8 @@ import (
 
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/azure/azuretest"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/keys"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/nixos"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/nixos/nixostest"
 )
 
 var (
@@ -35,7 +37,8 @@ var (
 	// timing uses binary).
 	binary, raceBinary string
 	raceEnabled        bool
-	// standInBin is the directory that holds the nixos-anywhere stand-in.
+	// standInBin is the directory that holds the nixos-anywhere and nix
+	// stand-ins.
 	standInBin string
 	// skipReason says why this machine cannot run the tests.
 	skipReason string
@@ -128,6 +131,10 @@ func setup(tmp string) error {
 	if _, err := os.Stat(fake); err != nil {
 		return err
 	}
+	// nix for the lock step: the stand-in (`nix flake lock`, no network).
+	if err := os.Symlink(nixostest.Nix(), filepath.Join(standInBin, "nix")); err != nil {
+		return err
+	}
 	// The wrapper times the stand-in (for the orchestration overhead),
 	// keeps a copy of the ProxyCommand script, which the binary removes at
 	// exit, runs the stand-in, and after a successful install reboots the
@@ -215,7 +222,26 @@ func newWorld(t testing.TB, lat azuretest.Latency) *world {
 	if w.userKey, err = keys.New(nil, "me@laptop"); err != nil {
 		t.Fatal(err)
 	}
+	// config-repo: the README's user flake, keeping the deploy key for
+	// root so re-runs converge (README, "Your own flake").
+	w.fleet.gitURLs = map[string]string{defaultConfigRepo: w.userFlake(t, false)}
 	return w
+}
+
+// defaultConfigRepo is the config-repo input of every run.
+const defaultConfigRepo = "https://github.com/me/cfg"
+
+// userFlake makes a config-repo from the README's user flake for the
+// world's user and deploy key; refuseRoot keeps the README's
+// PermitRootLogin "no" and authorises no key for root.
+func (w *world) userFlake(t testing.TB, refuseRoot bool) string {
+	t.Helper()
+	s := nixos.Settings{HostName: "az-nixos", UserName: "nixos", AuthorizedKeys: []string{keys.AuthorizedKey(w.userKey.Public, "me@laptop")},
+		DiskDevice: "/dev/disk/by-id/wwn-0x60022480e2e0e2e0e2e0e2e0e2e0e2e0", StateVersion: "26.05"}
+	if !refuseRoot {
+		s.RootAuthorizedKeys = []string{keys.AuthorizedKey(w.deployKey.Public, "nixos-cloud-deploy")}
+	}
+	return nixostest.UserFlakeRepo(t, s, refuseRoot)
 }
 
 // inputs are the step's with: block for a deploy of vm.
@@ -227,7 +253,8 @@ func (w *world) inputs(command, vm string) map[string]string {
 		"location":              "uksouth",
 		"user-name":             "nixos",
 		"ssh-public-keys":       keys.AuthorizedKey(w.userKey.Public, "me@laptop"),
-		"config-repo":           "https://github.com/me/cfg",
+		"config-repo":           defaultConfigRepo,
+		"config-flake-attr":     "az-nixos",
 		"deploy-key":            string(w.deployKey.PrivatePEM),
 		"azure-environment":     "AzureStack",
 		"arm-endpoint":          w.emu.URL(),
@@ -285,7 +312,6 @@ func (w *world) runAction(t testing.TB, in map[string]string, extraEnv ...string
 		"GITHUB_RUN_ID=4242",
 		"SSL_CERT_FILE=" + w.ca,
 		"FAKE_NA_REMOTE=1",
-		"FAKE_NA_USER_KEYS=1",
 		"FAKE_NA_ARGV=" + p("argv"),
 		"E2E_PROXY_COPY=" + p("proxy"),
 		"E2E_STANDIN_TIMES=" + p("standin-times"),

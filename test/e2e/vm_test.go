@@ -25,6 +25,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/azure/azuretest"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/nixos/nixostest"
 )
 
 const ubuntuOSRelease = `PRETTY_NAME="Ubuntu 24.04.1 LTS"
@@ -134,8 +135,9 @@ type bootedVM struct {
 	cmd *exec.Cmd
 }
 
-// Calls returns the commands the VM's recording tools (runuser, chown,
-// nix-channel, nixos-rebuild, git) were run with, one per line.
+// Calls returns how the VM's NixOS stand-ins (nixos-rebuild, git,
+// nix-channel, standin-install-nixos) were called, one "<name> <args>" a
+// line.
 func (vm *bootedVM) Calls() []string {
 	b, err := os.ReadFile(filepath.Join(vm.Dir, "calls.log"))
 	if err != nil {
@@ -149,7 +151,7 @@ func (vm *bootedVM) Calls() []string {
 // private half (a secret).
 func (vm *bootedVM) HostKeyNow(t testing.TB) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(vm.Dir, "etc-ssh", "ssh_host_ed25519_key.pub"))
+	b, err := os.ReadFile(filepath.Join(vm.Dir, "etc", "ssh", "ssh_host_ed25519_key.pub"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,13 +163,17 @@ func (vm *bootedVM) HostKeyNow(t testing.TB) string {
 }
 
 func (vm *bootedVM) HostKeyPEMNow() string {
-	b, _ := os.ReadFile(filepath.Join(vm.Dir, "etc-ssh", "ssh_host_ed25519_key"))
+	b, _ := os.ReadFile(filepath.Join(vm.Dir, "etc", "ssh", "ssh_host_ed25519_key"))
 	return string(b)
 }
 
 // OSRelease returns the VM's /etc/os-release as its processes see it.
-func (vm *bootedVM) OSRelease() string {
-	b, _ := os.ReadFile(filepath.Join(vm.Dir, "os-release"))
+func (vm *bootedVM) OSRelease() string { return vm.File("/etc/os-release") }
+
+// File returns a file of the VM's own state (its /etc, /home, /root), ""
+// when it does not exist.
+func (vm *bootedVM) File(path string) string {
+	b, _ := os.ReadFile(filepath.Join(vm.Dir, filepath.FromSlash(strings.TrimPrefix(path, "/"))))
 	return string(b)
 }
 
@@ -183,6 +189,9 @@ func (vm *bootedVM) SSHDLog() string {
 type fleet struct {
 	t   testing.TB
 	net network
+	// gitURLs maps config-repo URLs to local repositories the VMs clone
+	// instead (they have no network).
+	gitURLs map[string]string
 	// rebootDir holds one script per VM, named for its public IP, that
 	// reboots it into "NixOS"; the nixos-anywhere wrapper runs it after a
 	// successful install (E2E_REBOOT_DIR).
@@ -293,38 +302,39 @@ func (f *fleet) boot(rec azuretest.VMRecord) (*bootedVM, error) {
 	if priv == "" || pub == "" {
 		return nil, errors.New("custom data has no ssh_keys.ed25519_private/ed25519_public: the VM would make its own host key")
 	}
-	files := map[string]string{
-		"etc-ssh/ssh_host_ed25519_key":     priv,
-		"etc-ssh/ssh_host_ed25519_key.pub": pub + "\n",
-		"os-release":                       ubuntuOSRelease,
-		"calls.log":                        "",
-	}
-	if cc.DisableRoot != nil && !*cc.DisableRoot {
-		files["keys/root"] = strings.Join(cc.SSHAuthorizedKeys, "\n") + "\n"
-	}
-	// The Linux agent: the admin user and the osProfile's keys.
-	var userKeys []string
-	for _, k := range req.Properties.OSProfile.LinuxConfiguration.SSH.PublicKeys {
-		if want := "/home/" + admin + "/.ssh/authorized_keys"; k.Path != want {
-			return nil, fmt.Errorf("osProfile key path %q, want %q", k.Path, want)
-		}
-		userKeys = append(userKeys, strings.TrimSpace(k.KeyData))
-	}
-	files["keys/"+admin] = strings.Join(userKeys, "\n") + "\n"
 	passwd, err := os.ReadFile("/etc/passwd")
 	if err != nil {
 		return nil, err
 	}
-	uid := freeUID(string(passwd))
-	files["passwd"] = fmt.Sprintf("%s%s:x:%d:%d:%s:/home/%s:/bin/sh\n", passwd, admin, uid, uid, admin, admin)
+	// The Linux agent: the admin user with the osProfile's keys and, having
+	// no password, sudo without one (WALinuxAgent conf_sudoer nopasswd).
+	admin0 := nixostest.User{Name: admin, UID: freeUID(string(passwd)), Sudo: true}
+	for _, k := range req.Properties.OSProfile.LinuxConfiguration.SSH.PublicKeys {
+		if want := "/home/" + admin + "/.ssh/authorized_keys"; k.Path != want {
+			return nil, fmt.Errorf("osProfile key path %q, want %q", k.Path, want)
+		}
+		admin0.Keys = append(admin0.Keys, strings.TrimSpace(k.KeyData))
+	}
+	state := nixostest.VM{Dir: dir, OSRelease: ubuntuOSRelease, Hostname: rec.Name, Users: []nixostest.User{admin0},
+		SSHFiles: map[string]string{"ssh_host_ed25519_key": priv, "ssh_host_ed25519_key.pub": pub + "\n"}}
+	if cc.DisableRoot != nil && !*cc.DisableRoot {
+		state.RootKeys = cc.SSHAuthorizedKeys
+	}
+	if moduli, err := os.ReadFile("/etc/ssh/moduli"); err == nil {
+		state.SSHFiles["moduli"] = string(moduli)
+	}
+	if err := state.Write(); err != nil {
+		return nil, err
+	}
+	files := map[string]string{"calls.log": ""}
 	files["sshd_config"] = strings.Join([]string{
 		"ListenAddress 0.0.0.0:22",
 		// The VM's own /etc/ssh (see vm-boot.sh), where cloud-init writes
 		// the keys from ssh_keys.
 		"HostKey /etc/ssh/ssh_host_ed25519_key",
-		// cloud-init's and the agent's keys, then the user's own file
-		// (where Run Command scripts authorise keys).
-		"AuthorizedKeysFile " + filepath.Join(dir, "keys", "%u") + " .ssh/authorized_keys",
+		// Ubuntu's: cloud-init's and the agent's keys in ~/.ssh (the
+		// reboot into NixOS adds NixOS's place, see writeReboot).
+		"AuthorizedKeysFile .ssh/authorized_keys",
 		"PermitRootLogin prohibit-password",
 		"PubkeyAuthentication yes",
 		"PasswordAuthentication no",
@@ -336,13 +346,10 @@ func (f *fleet) boot(rec azuretest.VMRecord) (*bootedVM, error) {
 		"LogLevel VERBOSE",
 		"",
 	}, "\n")
-	for name, tool := range vmTools(filepath.Join(dir, "calls.log"), filepath.Join(dir, "sshd.pid")) {
+	for name, tool := range vmTools(filepath.Join(dir, "sshd.pid")) {
 		files["bin/"+name] = tool
 	}
-	if moduli, err := os.ReadFile("/etc/ssh/moduli"); err == nil {
-		files["etc-ssh/moduli"] = string(moduli)
-	}
-	for _, d := range []string{"dev", "keys", "bin", "etc-ssh"} {
+	for _, d := range []string{"dev", "bin"} {
 		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
 			return nil, err
 		}
@@ -350,14 +357,20 @@ func (f *fleet) boot(rec azuretest.VMRecord) (*bootedVM, error) {
 	for name, content := range files {
 		mode := os.FileMode(0o644)
 		switch {
-		case name == "etc-ssh/ssh_host_ed25519_key":
-			mode = 0o600
 		case strings.HasPrefix(name, "bin/"):
 			mode = 0o755
+		case name == "calls.log":
+			mode = 0o666 // the VM's user appends too (runuser)
 		}
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), mode); err != nil {
 			return nil, err
 		}
+		if err := os.Chmod(filepath.Join(dir, name), mode); err != nil {
+			return nil, err
+		}
+	}
+	if err := nixostest.InstallTools(filepath.Join(dir, "bin"), nixostest.Tools{Log: filepath.Join(dir, "calls.log"), GitURLs: f.gitURLs}); err != nil {
+		return nil, err
 	}
 
 	// The network: a veth pair, the host end on the test network, the VM
@@ -388,8 +401,8 @@ func (f *fleet) boot(rec azuretest.VMRecord) (*bootedVM, error) {
 	}
 	defer logf.Close()
 	vm.cmd = exec.Command("ip", "netns", "exec", vm.NS,
-		"unshare", "--mount", "--propagation", "private", "--",
-		"/bin/sh", setup, dir, admin,
+		"unshare", "--mount", "--uts", "--propagation", "private", "--",
+		"/bin/sh", setup, dir, nixostest.VMRootScript(),
 		"/usr/sbin/sshd", "-D", "-e", "-f", filepath.Join(dir, "sshd_config"))
 	vm.cmd.Stdout, vm.cmd.Stderr = logf, logf
 	vm.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -437,8 +450,9 @@ func (f *fleet) writeReboot(vm *bootedVM, setup string) error {
 	// NixOS's sshd also reads /etc/ssh/authorized_keys.d/%u, where the
 	// installed configuration puts users.users.<name>.openssh.authorizedKeys
 	// (nixpkgs nixos/modules/services/networking/ssh/sshd.nix,
-	// authorizedKeysFiles); the stand-in wrote the user's there.
-	keysLine := "AuthorizedKeysFile " + filepath.Join(vm.Dir, "keys", "%u") + " .ssh/authorized_keys"
+	// authorizedKeysFiles); the install stand-in wrote root's and the
+	// user's there.
+	keysLine := "AuthorizedKeysFile .ssh/authorized_keys"
 	if !strings.Contains(string(cfg), keysLine+"\n") {
 		return fmt.Errorf("sshd_config has no line %q", keysLine)
 	}
@@ -447,17 +461,10 @@ func (f *fleet) writeReboot(vm *bootedVM, setup string) error {
 		return err
 	}
 	q := shellQuote
-	// Root's keys survive as the installed config authorises them (the
-	// rendered settings.json holds the deploy key that got root in).
+	// The VM's state (its /etc, /home, /root) lives in its directory, as
+	// the installed system left it: the reboot keeps it.
 	script := `#!/usr/bin/env bash
 set -u
-pid=$(ip netns pids ` + q(vm.NS) + ` | head -n 1)
-if [[ -n $pid ]]; then
-  nsenter -t "$pid" -m cat /root/.ssh/authorized_keys >>` + q(filepath.Join(vm.Dir, "keys", "root")) + ` 2>/dev/null
-fi
-# The Ubuntu admin user's keys (the Azure agent's, from osProfile) are
-# gone: the installed NixOS authorises what its configuration says.
-: >` + q(filepath.Join(vm.Dir, "keys", vm.Admin)) + `
 for _ in $(seq 100); do
   pids=$(ip netns pids ` + q(vm.NS) + `)
   [[ -z $pids ]] && break
@@ -465,7 +472,7 @@ for _ in $(seq 100); do
   sleep 0.01
 done
 echo "--- reboot into NixOS ---" >>` + q(filepath.Join(vm.Dir, "sshd.log")) + `
-setsid ip netns exec ` + q(vm.NS) + ` unshare --mount --propagation private -- /bin/sh ` + q(setup) + ` ` + q(vm.Dir) + ` ` + q(vm.Admin) + ` \
+setsid ip netns exec ` + q(vm.NS) + ` unshare --mount --uts --propagation private -- /bin/sh ` + q(setup) + ` ` + q(vm.Dir) + ` ` + q(nixostest.VMRootScript()) + ` \
   /usr/sbin/sshd -D -e -f ` + q(nixosCfg) + ` >>` + q(filepath.Join(vm.Dir, "sshd.log")) + ` 2>&1 </dev/null &
 for _ in $(seq 1000); do
   (exec 3<>/dev/tcp/` + vm.IP + `/22) 2>/dev/null && exit 0
@@ -547,24 +554,17 @@ func (vm *bootedVM) shutdown(t testing.TB) {
 	_ = os.RemoveAll(vm.Dir)
 }
 
-// vmTools are the VM's /usr/local/bin: findmnt and lsblk as on an Azure VM
-// with its OS disk on SCSI, systemctl's answer for sshd's main PID (the
-// pipeline sends it SIGHUP to load a rotated host key; systemctl(1) show
-// --property --value), and fakes of the finalize commands that record how
-// they were called.
-func vmTools(log, sshdPID string) map[string]string {
-	rec := "printf '%s\\n' \"$(basename \"$0\") $*\" >>" + shellQuote(log) + "\n"
+// vmTools are the VM's /usr/local/bin besides the NixOS stand-ins
+// (nixostest.InstallTools): findmnt and lsblk as on an Azure VM with its OS
+// disk on SCSI, and systemctl's answer for sshd's main PID (the pipeline
+// sends it SIGHUP to load a rotated host key; systemctl(1) show --property
+// --value).
+func vmTools(sshdPID string) map[string]string {
 	return map[string]string{
 		"findmnt": "#!/bin/sh\necho /dev/sda1\n",
 		"lsblk":   "#!/bin/sh\ncase \"$*\" in *sda1*) echo sda ;; *) echo ;; esac\n",
 		"systemctl": "#!/bin/sh\nif [ \"$*\" = \"show --property MainPID --value sshd.service\" ]; then cat " + shellQuote(sshdPID) +
 			"; exit 0; fi\necho \"systemctl stand-in: $*: not modelled\" >&2\nexit 1\n",
-		// runuser -u USER -- CMD...: the command runs (as root here).
-		"runuser":       "#!/bin/sh\n" + rec + "shift 3\nexec \"$@\"\n",
-		"chown":         "#!/bin/sh\n" + rec,
-		"nix-channel":   "#!/bin/sh\n" + rec + "echo 'unpacking channels...'\n",
-		"nixos-rebuild": "#!/bin/sh\n" + rec + "echo 'building the system configuration...'\necho 'activating the configuration...'\n",
-		"git":           "#!/bin/sh\n" + rec + "# git clone [<options>] [--] <repo> [<dir>] (git-clone(1))\nif [ \"$1\" = clone ]; then shift; [ \"$1\" = -- ] && shift; mkdir -p \"$2/.git\"; echo \"Cloning into '$2'...\"; fi\n",
 	}
 }
 

@@ -8,13 +8,17 @@
 package nixostest
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/nixos"
 )
 
 // testdata is internal/nixos/testdata in this source tree.
@@ -284,4 +288,36 @@ func READMEUserFlake() (string, error) {
 		return "", fmt.Errorf("README.md's user-flake block is not one ```nix fence")
 	}
 	return body, nil
+}
+
+// UserFlakeRepo is ConfigRepo with the README's user flake, s as its
+// settings.json and a facter.json. With refuseRoot the flake is the
+// README's as it stands (PermitRootLogin "no"); without, that line is left
+// out, so root logs in with s.RootAuthorizedKeys (the module's default), as
+// re-runs need.
+func UserFlakeRepo(t testing.TB, s nixos.Settings, refuseRoot bool) string {
+	t.Helper()
+	flake, err := READMEUserFlake()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !refuseRoot {
+		refuse := regexp.MustCompile(`(?m)^\s*# Root may not log in.*\n\s*services\.openssh\.settings\.PermitRootLogin = "no";\n`)
+		if !refuse.MatchString(flake) {
+			t.Fatalf("the README's flake no longer refuses root the way this helper expects:\n%s", flake)
+		}
+		flake = refuse.ReplaceAllString(flake, "")
+	}
+	if s.RootAuthorizedKeys == nil {
+		s.RootAuthorizedKeys = []string{}
+	}
+	settings, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ConfigRepo(t, map[string]string{
+		"flake.nix":     flake,
+		"settings.json": string(settings) + "\n",
+		"facter.json":   `{"version": 1, "system": "x86_64-linux", "virtualisation": "microsoft"}` + "\n",
+	})
 }

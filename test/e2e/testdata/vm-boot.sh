@@ -1,26 +1,27 @@
 #!/bin/sh
 # The "boot" of an emulated Azure VM (test/e2e). It runs inside the VM's own
-# network namespace (ip netns exec) and a private mount namespace (unshare
-# --mount), and gives sshd what a fresh Ubuntu VM has and the pipeline reads:
+# network namespace (ip netns exec) and private mount and UTS namespaces
+# (unshare --mount --uts), and gives sshd what a fresh Ubuntu VM has and the
+# pipeline reads:
 #   /dev               its own, with /dev/sda, /dev/sda1 and the
 #                      /dev/disk/by-id links udev makes for an Azure OS disk
-#   /etc/os-release    Ubuntu, a file in the VM directory bind-mounted in place,
-#                      so nixos-anywhere's stand-in can flip it to NixOS
-#   /etc/passwd        the host's plus the admin user cloud-init creates
-#   /etc/ssh           the host keys cloud-init wrote from ssh_keys
-#   /home              empty (tmpfs), with the admin user's home
-#   /root              empty (tmpfs), as on a fresh VM: the host's root dot
-#                      files (a .bashrc that bash sources for every ssh
-#                      command) are not the VM's
-#   /usr/local/bin     the VM's tools: findmnt, lsblk, systemctl's answer for
-#                      sshd.service's MainPID, and recording fakes of
-#                      runuser, chown, nix-channel, nixos-rebuild and git
+#   /etc, /home, /root the VM's own, kept in VMDIR (vm_root, from the NixOS
+#                      stand-ins' vm-root.sh): os-release says Ubuntu, passwd
+#                      has the admin user, ssh/ the host keys cloud-init wrote
+#                      from ssh_keys, nixos/ is empty, root's and the admin's
+#                      ~/.ssh/authorized_keys what cloud-init and the agent
+#                      wrote. The install changes them as NixOS would, and a
+#                      reboot (the same script again) keeps them.
+#   host name          the VM's name
+#   /usr/local/bin     the VM's tools: findmnt, lsblk and the NixOS stand-ins
+#                      (nixos-rebuild, git, nix-channel, standin-install-nixos)
+#   /usr/local/bin     also systemctl's answer for sshd.service's MainPID
 # Then it execs sshd, keeping its PID (written to VMDIR/sshd.pid).
 #
-# Usage: vm-boot.sh VMDIR ADMINUSER sshd ARGS...
+# Usage: vm-boot.sh VMDIR VM-ROOT-SH sshd ARGS...
 set -eu
 vm=$1
-user=$2
+vmroot=$2
 shift 2
 
 mount -t tmpfs -o mode=0755 vmdev "$vm/dev"
@@ -42,12 +43,9 @@ ln -s ../../sda1 "$vm/dev/disk/by-id/scsi-360022480e2e0e2e0e2e0e2e0e2e0e2e0-part
 ln -s ../../sda "$vm/dev/disk/by-id/wwn-0x60022480e2e0e2e0e2e0e2e0e2e0e2e0"
 mount --rbind "$vm/dev" /dev
 
-mount --bind "$vm/os-release" /etc/os-release
-mount --bind "$vm/passwd" /etc/passwd
-mount --bind "$vm/etc-ssh" /etc/ssh
-mount -t tmpfs -o mode=0755 vmhome /home
-mkdir -m 0755 "/home/$user"
-mount -t tmpfs -o mode=0700 vmroot /root
+# shellcheck disable=SC1090 # the path is the caller's
+. "$vmroot"
+vm_root "$vm"
 mount --bind "$vm/bin" /usr/local/bin
 # exec keeps the PID: this is sshd's, for the systemctl stand-in.
 echo $$ >"$vm/sshd.pid"
