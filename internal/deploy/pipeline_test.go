@@ -709,3 +709,166 @@ func TestDeployWithOnlyAnECDSAKey(t *testing.T) {
 		t.Errorf("the log does not say where the ECDSA key went:\n%s", h.stdout)
 	}
 }
+
+// TestFinalizeWritesUserFilesAsUser (issue 16, item 5): between two runs the
+// VM's user (or anything running as them) replaces ~/.ssh with a symlink to
+// /etc/ssh, a directory of root's they may look into but not write. The
+// re-run's finalize writes the GitHub key, the ssh config and known_hosts as
+// the user, so the symlink leads nowhere the user could not write anyway:
+// the writes fail and /etc/ssh stays root's. Root writing them and then
+// chown-ing, as before, would have put the GitHub key into /etc/ssh and
+// handed files there to the user.
+func TestFinalizeWritesUserFilesAsUser(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	deployKey := newKeyPEM(t)
+	dk, err := keys.FromPEM([]byte(deployKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.configRepo("git@github.com:me/cfg.git", keys.AuthorizedKey(dk.Public, "nixos-cloud-deploy"))
+	set := map[string]string{"config-repo": "git@github.com:me/cfg.git", "github-ssh-key": newKeyPEM(t), "deploy-key": deployKey}
+	first := h.run(context.Background(), h.options(set))
+	if first.Err != nil {
+		t.Fatalf("first run failed in %s: %v\n%s", first.FailedStage, first.Err, h.stdout)
+	}
+	vm := h.cloud.vm
+	if out, err := vm.outputErr(t, first, "runuser -u nixos -- sh -c 'rm -rf ~/.ssh && ln -s /etc/ssh ~/.ssh'"); err != nil {
+		t.Fatalf("planting the symlink: %v\n%s", err, out)
+	}
+	second := h.run(context.Background(), h.options(set))
+	if second.Err == nil || second.FailedStage != "finalize" || !strings.Contains(second.Err.Error(), "as nixos") {
+		t.Errorf("second run: %v (stage %q), want finalize to fail writing as nixos", second.Err, second.FailedStage)
+	}
+	entries, err := os.ReadDir(filepath.Join(vm.dir, "etc", "ssh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		fi, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := fi.Sys().(*syscall.Stat_t); st.Uid != 0 {
+			t.Errorf("/etc/ssh/%s belongs to uid %d: finalize followed the user's symlink", e.Name(), st.Uid)
+		}
+		switch e.Name() {
+		case "github", "config", "known_hosts":
+			t.Errorf("finalize wrote /etc/ssh/%s through the user's symlink", e.Name())
+		}
+	}
+}
+
+// TestChildrenSeeNoSecrets (issue 16, item 9): the action's environment
+// holds its inputs (secrets among them: GitHub hands every input to a
+// container action as INPUT_<NAME>), Azure credentials and GitHub's tokens.
+// nix (the lock step), nixos-anywhere, and the proxy that nixos-anywhere's
+// ssh starts see none of them; stand-ins write down what they got.
+func TestChildrenSeeNoSecrets(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	dir := t.TempDir()
+	naEnv, nixEnv, proxyEnv := filepath.Join(dir, "na"), filepath.Join(dir, "nix"), filepath.Join(dir, "proxy")
+	secrets := []string{
+		"INPUT_GITHUB-SSH-KEY=secret-input-github-key", "INPUT_DEPLOY-KEY=secret-input-deploy-key",
+		"INPUT_AZURE-CLIENT-SECRET=secret-input-azure", "AZURE_CLIENT_SECRET=secret-azure-client",
+		"AZURE_FEDERATED_TOKEN_FILE=/secret-azure-token-file", "ACTIONS_ID_TOKEN_REQUEST_TOKEN=secret-oidc-request",
+		"ACTIONS_ID_TOKEN_REQUEST_URL=https://secret-oidc-url", "GITHUB_TOKEN=secret-github-token",
+		"ACTIONS_RUNTIME_TOKEN=secret-runtime-token", "IDENTITY_HEADER=secret-identity-header",
+	}
+	h.naEnv = append(h.naEnv, "FAKE_NA_ENV="+naEnv, "DEPLOY_TEST_PROXY_ENV="+proxyEnv)
+	h.naEnv = append(h.naEnv, secrets...)
+	h.nixEnv = append([]string{"FAKE_NIX_ENV=" + nixEnv}, secrets...)
+	res := h.run(context.Background(), h.options(nil))
+	if res.Err != nil {
+		t.Fatalf("deploy failed in %s: %v\n%s", res.FailedStage, res.Err, h.stdout)
+	}
+	for name, f := range map[string]string{"nixos-anywhere": naEnv, "nix": nixEnv, "the proxy": proxyEnv} {
+		b, err := os.ReadFile(f)
+		if err != nil || len(b) == 0 {
+			t.Errorf("%s did not write down its environment (%v): did it run?", name, err)
+			continue
+		}
+		if bytes.Contains(b, []byte("secret-")) {
+			t.Errorf("%s saw a secret:\n%s", name, bytes.ReplaceAll(b, []byte{0}, []byte{'\n'}))
+		}
+		if !bytes.Contains(b, []byte("PATH=")) {
+			t.Errorf("%s lost PATH", name)
+		}
+	}
+}
+
+// lockerFunc adapts a function to Locker.
+type lockerFunc func(ctx context.Context, dir string) (*nixos.FlakeLock, error)
+
+func (f lockerFunc) Lock(ctx context.Context, dir string) (*nixos.FlakeLock, error) { return f(ctx, dir) }
+
+// TestLockWithoutNix: where there is no nix to lock with, a run on a laptop
+// installs with a clear note that nothing was locked, and the action
+// (RequireLock) stops before the install rather than install unlocked
+// inputs.
+func TestLockWithoutNix(t *testing.T) {
+	t.Parallel()
+	noNix := lockerFunc(func(context.Context, string) (*nixos.FlakeLock, error) { return nil, nixos.ErrNoNix })
+	for _, action := range []bool{false, true} {
+		t.Run(map[bool]string{false: "laptop", true: "action"}[action], func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t)
+			opts := h.options(nil)
+			opts.Locker, opts.RequireLock = noNix, action
+			res := h.run(context.Background(), opts)
+			var lock StageResult
+			for _, s := range res.Stages {
+				if s.Name == "lock" {
+					lock = s
+				}
+			}
+			if action {
+				if res.FailedStage != "lock" || !strings.Contains(res.Err.Error(), "never installs unlocked inputs") || !strings.Contains(res.Hint, "nix") {
+					t.Fatalf("want the lock stage to fail with a hint, got %s: %v (hint %q)", res.FailedStage, res.Err, res.Hint)
+				}
+				if h.cloud.vm.osReleaseID(t) != "ubuntu" {
+					t.Error("the VM was installed from unlocked inputs")
+				}
+				return
+			}
+			if res.Err != nil {
+				t.Fatalf("deploy failed in %s: %v", res.FailedStage, res.Err)
+			}
+			if lock.Status != StatusSkipped || !strings.Contains(lock.Note, `"nix" is not on PATH`) || !strings.Contains(lock.Note, "not locked") {
+				t.Errorf("lock stage %s: %q", lock.Status, lock.Note)
+			}
+			if res.Outputs.NixpkgsRevision != "" {
+				t.Errorf("nixpkgs-revision %q without a lock", res.Outputs.NixpkgsRevision)
+			}
+			if _, err := os.Stat(filepath.Join(h.workspace, "flake.lock")); !os.IsNotExist(err) {
+				t.Errorf("flake.lock in the workspace without a lock step: %v", err)
+			}
+		})
+	}
+}
+
+// TestVMKeepsItsConfiguration: after a deploy without config-repo, the
+// flake that was installed is in /etc/nixos, root's, with its hardware
+// report and lock; the VM's user rebuilds it with sudo and nothing else,
+// and not without sudo (switching needs root).
+func TestVMKeepsItsConfiguration(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	res := h.run(context.Background(), h.options(nil))
+	if res.Err != nil {
+		t.Fatalf("deploy failed in %s: %v\n%s", res.FailedStage, res.Err, h.stdout)
+	}
+	vm := h.cloud.vm
+	checkInstalledFlake(t, h, vm)
+	if out, err := vm.outputErr(t, res, "runuser -u nixos -- nixos-rebuild switch"); err == nil || !strings.Contains(out, "Permission denied") {
+		t.Errorf("nixos-rebuild switch without sudo: %v\n%s\nwant it refused", err, out)
+	}
+	out, err := vm.outputErr(t, res, "runuser -u nixos -- sudo -n nixos-rebuild switch")
+	if err != nil {
+		t.Fatalf("sudo nixos-rebuild switch as the VM's user: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "the configuration /etc/nixos#az-nixos is active") {
+		t.Errorf("sudo nixos-rebuild switch said:\n%s", out)
+	}
+}

@@ -181,3 +181,21 @@ func TestRotationWithoutSSHDProcess(t *testing.T) {
 		t.Error("the tag was changed although the key was not")
 	}
 }
+
+// outputErr is output that returns the command's error with its combined
+// output instead of failing the test.
+func (vm *testVM) outputErr(t *testing.T, res *Result, cmd string) (string, error) {
+	t.Helper()
+	c, err := ssh.Dial("tcp", vm.srv.Addr, vm.clientConfig(t, res))
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	sess, err := c.NewSession()
+	if err != nil {
+		return "", err
+	}
+	defer sess.Close()
+	out, err := sess.CombinedOutput(cmd)
+	return string(out), err
+}

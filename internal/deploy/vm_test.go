@@ -27,6 +27,14 @@ import (
 // subcommand: nixos-anywhere's ProxyCommand script execs it.
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == "proxy" {
+		// A test that checks what the proxy may see has it write down its
+		// environment, one variable per line, each run appending.
+		if p := os.Getenv("DEPLOY_TEST_PROXY_ENV"); p != "" {
+			if f, err := os.OpenFile(p, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600); err == nil {
+				_, _ = f.WriteString(strings.Join(os.Environ(), "\n") + "\n")
+				_ = f.Close()
+			}
+		}
 		os.Exit(sshx.RunProxy(context.Background(), os.Args[2:], os.Getenv, os.Stdin, os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
