@@ -801,7 +801,9 @@ func TestChildrenSeeNoSecrets(t *testing.T) {
 // lockerFunc adapts a function to Locker.
 type lockerFunc func(ctx context.Context, dir string) (*nixos.FlakeLock, error)
 
-func (f lockerFunc) Lock(ctx context.Context, dir string) (*nixos.FlakeLock, error) { return f(ctx, dir) }
+func (f lockerFunc) Lock(ctx context.Context, dir string) (*nixos.FlakeLock, error) {
+	return f(ctx, dir)
+}
 
 // TestLockWithoutNix: where there is no nix to lock with, a run on a laptop
 // installs with a clear note that nothing was locked, and the action
