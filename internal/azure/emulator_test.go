@@ -97,6 +97,10 @@ func TestEmulatorLifecycle(t *testing.T) {
 	if !info.Managed || info.HostKey != emulatorSpec().HostKeyPublic || info.PublicIP != res.PublicIP || info.FQDN != res.FQDN {
 		t.Errorf("LookupVM = %+v", info)
 	}
+	// The instance view's vmAgent, as ARM reports a VM whose agent runs.
+	if info.AgentStatus != "Ready" {
+		t.Errorf("LookupVM agent status %q, want Ready", info.AgentStatus)
+	}
 
 	log, err := p.SerialLog(ctx, "az-nixos-rg", "az-nixos", 1)
 	if err != nil {

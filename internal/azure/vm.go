@@ -235,6 +235,10 @@ type VMInfo struct {
 	FQDN              string
 	PowerState        string // "running", "deallocated", ... ("" when unknown)
 	ProvisioningState string
+	// AgentStatus is the Azure VM agent's display status in the instance
+	// view ("Ready", "Not Ready"; "" when Azure reports none). Run Command
+	// and every other extension run through the agent only.
+	AgentStatus string
 }
 
 // LookupVM reads a VM, its tags, power state, public IP and FQDN. A missing group or VM gives an
@@ -264,6 +268,14 @@ func (p *Provisioner) LookupVM(ctx context.Context, rg, name string) (*VMInfo, e
 			for _, st := range iv.Statuses {
 				if c, ok := strings.CutPrefix(deref(st.Code), "PowerState/"); ok {
 					info.PowerState = c
+				}
+			}
+			if a := iv.VMAgent; a != nil {
+				for _, st := range a.Statuses {
+					if st != nil && st.DisplayStatus != nil {
+						info.AgentStatus = *st.DisplayStatus
+						break
+					}
 				}
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -60,6 +61,23 @@ func (s *state) stageLocate(ctx context.Context) (string, error) {
 		return "", &StageError{Stage: "locate", Err: fmt.Errorf("virtual machine %q has no public IP address", vm),
 			Hint: "the source system reaches the VM over SSH on its public IP; add one to its NIC"}
 	}
+	if s.cfg.Command == config.Install {
+		// A VM that just started reports its agent ready within a minute or
+		// two; one that runs and says otherwise will not.
+		for wait := s.now().Add(3 * time.Minute); s.started && agentReady(vm, info.AgentStatus) != nil && s.now().Before(wait); {
+			select {
+			case <-ctx.Done():
+				return "", ctx.Err()
+			case <-time.After(5 * time.Second):
+			}
+			if info, err = s.opts.Cloud.LookupVM(ctx, rg, vm); err != nil {
+				return "", err
+			}
+		}
+		if err := agentReady(vm, info.AgentStatus); err != nil {
+			return "", err
+		}
+	}
 	s.machine = &azure.Result{VMID: info.ID, PublicIP: info.PublicIP, FQDN: info.FQDN}
 	s.vmExists, s.ours = true, info.Managed
 	if info.HostKey != "" {
@@ -70,6 +88,23 @@ func (s *state) stageLocate(ctx context.Context) (string, error) {
 		s.pinned = k
 	}
 	return fmt.Sprintf("%s, %s, %s", info.Size, info.PowerState, info.PublicIP), nil
+}
+
+// agentReady refuses, at once, a VM whose Azure agent is not ready: Run
+// Command, which prepare access uses, runs only through the agent, and
+// without it Azure keeps the request until it times out instead of failing
+// (Microsoft Learn, "Troubleshoot Run Command": the VM agent must be
+// installed and in a ready state). A NixOS VM runs the agent only when its
+// configuration says so (nixpkgs nixos/modules/virtualisation/waagent.nix;
+// nixosModules.azure enables it). An empty status is one Azure did not
+// report: Run Command is tried.
+func agentReady(vm, status string) error {
+	if status == "" || status == "Ready" {
+		return nil
+	}
+	return &StageError{Stage: "locate",
+		Err:  fmt.Errorf("the Azure VM agent on virtual machine %q is %q: Run Command, which install uses to authorise the deploy key for root, runs only through a ready agent and would wait until Azure gives up", vm, status),
+		Hint: "a NixOS VM runs the agent only when its configuration enables it (nixosModules.azure does, services.waagent; on the VM: systemctl status waagent); if it just started, run again in a minute; or install over SSH: target-host with target-host-key and target-ssh-key"}
 }
 
 // preflightScript runs as root on the target before anything changes it:

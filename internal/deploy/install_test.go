@@ -66,7 +66,8 @@ func TestInstallRefusals(t *testing.T) {
 		name    string
 		vm      vmOptions
 		power   string
-		tag     bool // a stale ssh-host-key tag
+		tag     bool   // a stale ssh-host-key tag
+		agent   string // the VM agent's status
 		set     map[string]string
 		stage   string
 		wantErr string
@@ -76,13 +77,16 @@ func TestInstallRefusals(t *testing.T) {
 		{name: "secure boot", vm: vmOptions{secureBoot: true}, stage: "prepare access", wantErr: "Secure Boot is on"},
 		{name: "stopped", power: "deallocated", stage: "locate", wantErr: "is deallocated"},
 		{name: "stale host key tag", tag: true, stage: "prepare access", wantErr: "is not the pinned one"},
+		// A NixOS VM whose configuration runs no Azure agent: Run Command
+		// would wait until Azure gives up; refused before it is sent.
+		{name: "no agent", vm: vmOptions{nixos: true}, agent: "Not Ready", set: map[string]string{"force-reinstall": "true"}, stage: "locate", wantErr: `the Azure VM agent on virtual machine "az-nixos" is "Not Ready"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			h := newHarness(t)
 			vm := existingVM(t, h, tc.vm)
-			h.cloud.powerState = tc.power
+			h.cloud.powerState, h.cloud.agentStatus = tc.power, tc.agent
 			if tc.tag {
 				stale, _ := keys.New(nil, "")
 				h.cloud.hostKeyTag = keys.AuthorizedKey(stale.Public, "")
@@ -103,6 +107,9 @@ func TestInstallRefusals(t *testing.T) {
 			}
 			if strings.Contains(strings.Join(h.cloud.Calls(), "\n"), "destroy") {
 				t.Error("install destroyed something")
+			}
+			if tc.agent != "" && strings.Contains(strings.Join(h.cloud.Calls(), "\n"), "run-command") {
+				t.Error("Run Command was sent to a VM without a ready agent")
 			}
 		})
 	}

@@ -299,11 +299,14 @@ type fakeCloud struct {
 	managed       bool   // LookupVM says the VM is tagged ours
 	powerState    string // "" means running
 	size          string
-	rgExists      bool
-	serial        string
-	hostKeyPEM    []byte   // the private host key the custom data carried
-	adminKeys     []string // the osProfile keys of the last Provision
-	tagErr        error    // SetHostKeyTag fails with it
+	// agentStatus is the VM agent's status in the instance view; "" means
+	// "Ready".
+	agentStatus string
+	rgExists    bool
+	serial      string
+	hostKeyPEM  []byte   // the private host key the custom data carried
+	adminKeys   []string // the osProfile keys of the last Provision
+	tagErr      error    // SetHostKeyTag fails with it
 }
 
 func (c *fakeCloud) lastHostKeyPEM() []byte {
@@ -345,15 +348,28 @@ func (c *fakeCloud) LookupVM(_ context.Context, rg, vm string) (*azure.VMInfo, e
 	}
 	return &azure.VMInfo{ID: "/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/" + rg + "/providers/Microsoft.Compute/virtualMachines/" + vm,
 		Name: vm, ResourceGroup: rg, Managed: c.managed, HostKey: c.hostKeyTag, PowerState: power, Size: size,
-		PublicIP: "127.0.0.1", FQDN: vm + ".uksouth.cloudapp.azure.com"}, nil
+		PublicIP: "127.0.0.1", FQDN: vm + ".uksouth.cloudapp.azure.com", AgentStatus: c.agent()}, nil
+}
+
+func (c *fakeCloud) agent() string {
+	if c.agentStatus == "" {
+		return "Ready"
+	}
+	return c.agentStatus
 }
 
 // RunShellScript is the VM agent: it runs the script as root on the VM.
+// Without a ready agent nothing runs it: Azure keeps the request until it
+// times out (Microsoft Learn, "Troubleshoot Run Command": the VM agent must
+// be installed and ready); the fake fails at once instead of waiting.
 func (c *fakeCloud) RunShellScript(_ context.Context, rg, vm, script string) (string, error) {
 	c.record("run-command " + rg + "/" + vm)
 	c.mu.Lock()
-	v := c.vm
+	v, agent := c.vm, c.agent()
 	c.mu.Unlock()
+	if agent != "Ready" {
+		return "", fmt.Errorf("fake cloud: Run Command on %q timed out: the VM agent is %q", vm, agent)
+	}
 	if v == nil {
 		return "", fmt.Errorf("fake cloud: no VM %q", vm)
 	}
