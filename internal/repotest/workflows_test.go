@@ -716,6 +716,11 @@ func chatopsDeployProblems(file, src string) []string {
 	if r.Permissions["issues"] != "write" {
 		add("job %s: permissions.issues must be write to edit the status comment", reportID)
 	}
+	// A switch's outcome is a notice annotation; a private repository's
+	// annotations need checks: read (docs, permissions for GITHUB_TOKEN).
+	if r.Permissions["checks"] != "read" {
+		add("job %s: permissions.checks must be read: the bot reads a switch's notice", reportID)
+	}
 	problems = append(problems, timeoutProblems(reportID, r)...)
 	for _, st := range r.Steps {
 		if !strings.Contains(st.Run, "go run ./cmd/bot report") {
@@ -840,6 +845,7 @@ func TestCIChatopsReleaseChecksCanFail(t *testing.T) {
 		}, "permissions"},
 		{"host key from a log line", with("chatops-deploy.yml", "${{ needs.deploy.outputs.ssh-host-key }}", "${{ github.event.inputs.vm-name }}"), "BOT_SSH_HOST_KEY"},
 		{"report only on success", with("chatops-deploy.yml", "${{ always() && inputs.correlation-id != '' }}", "${{ inputs.correlation-id != '' }}"), "run always()"},
+		{"report cannot read notices", with("chatops-deploy.yml", "      checks: read\n", ""), "permissions.checks"},
 		{"no report", with("chatops-deploy.yml", "run: go run ./cmd/bot report", "run: echo done"), "runs `go run ./cmd/bot report`"},
 		{"too many inputs for old GHES", with("chatops-deploy.yml", "      correlation-id:\n", "      a1: {type: string}\n      a2: {type: string}\n      a3: {type: string}\n      a4: {type: string}\n      correlation-id:\n"), "at most 10"},
 		{"release without rewrite", func(t *testing.T) []string {
