@@ -429,7 +429,7 @@ func (h *Handler) onComment(ctx context.Context, e *github.IssueCommentEvent, de
 // redeliver by itself ("Handling failed webhook deliveries"); the bot's
 // Redeliverer or a person asked for it.
 func (h *Handler) tookTooLong(ctx context.Context, delivery string, created time.Time) (bool, error) {
-	if h.o.FirstAttempt == nil || delivery == "" {
+	if h.o.FirstAttempt == nil || delivery == "" || h.o.Now().Sub(created) > maxLateCommand {
 		return false, nil
 	}
 	first, err := h.o.FirstAttempt(ctx, delivery, created.Add(-time.Minute))
@@ -438,6 +438,11 @@ func (h *Handler) tookTooLong(ctx context.Context, delivery string, created time
 	}
 	return first.Sub(created) <= h.o.MaxCommentAge, nil
 }
+
+// maxLateCommand bounds how late a command the bot failed to take may still
+// run: the lookup lists every delivery since the comment, and a deploy a day
+// after it was asked for surprises more than it helps.
+const maxLateCommand = 24 * time.Hour
 
 // permissionRank orders GitHub's base repository roles.
 var permissionRank = map[string]int{"none": 0, "read": 1, "triage": 2, "write": 3, "maintain": 4, "admin": 5}
