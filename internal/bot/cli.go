@@ -42,8 +42,8 @@ Configuration (environment):
   BOT_WORKFLOW                deploy workflow file (default deploy.yml)
   BOT_REF                     ref to run it at (default: the repository's default branch)
   BOT_MAX_COMMENT_AGE         older comments are refused (default 10m)
-  BOT_PERMISSION_DEPLOY, BOT_PERMISSION_STATUS, BOT_PERMISSION_DESTROY
-                              repository role needed (default write, write, admin)
+  BOT_PERMISSION_DEPLOY, BOT_PERMISSION_SWITCH, BOT_PERMISSION_STATUS, BOT_PERMISSION_DESTROY
+                              repository role needed (default write, write, write, admin)
   BOT_ALLOWED_USERS           optional comma-separated allow-list of logins
   BOT_WORKERS, BOT_QUEUE_SIZE serve: worker count and queue size (default 8, 1000)
   BOT_SHUTDOWN_TIMEOUT        serve: time to drain on SIGTERM (default 30s)
