@@ -124,7 +124,9 @@ type state struct {
 	// --extra-files) at the path it gets on the VM; flakeRef points at it.
 	flakeDir, extraDir, flakeRef string
 	lock                         *nixos.FlakeLock
-	isNixOS                      bool
+	// system is the target's Nix system ("x86_64-linux"), for the kexec image.
+	system  string
+	isNixOS bool
 	// noRoot is set when an existing VM answers with the pinned host key
 	// but root refuses this run's deploy key.
 	noRoot bool

@@ -228,6 +228,10 @@ func (s *state) stageDetectDisk(ctx context.Context) (string, error) {
 		return "", err
 	}
 	s.disk = disk
+	// The kexec installer must match the CPU (Azure has Arm64 sizes too).
+	if s.system, err = nixos.DetectSystem(ctx, s.commander()); err != nil {
+		return "", err
+	}
 	return disk, nil
 }
 
@@ -330,7 +334,7 @@ func (s *state) stageInstall(ctx context.Context) (string, error) {
 	}
 	facter := filepath.Join(s.flakeDir, nixos.FacterFile)
 	s.phases, err = inst.Run(ctx, nixos.Args{Flake: ref, FacterReport: facter, IdentityFile: s.keyFile, ProxyCommand: proxy, Host: s.machine.PublicIP,
-		KexecURL: nixos.KexecImageURL(s.cfg.NixChannel, "x86_64-linux"), ExtraFiles: s.extraDir})
+		KexecURL: nixos.KexecImageURL(s.cfg.NixChannel, s.system), ExtraFiles: s.extraDir})
 	if err != nil {
 		var re *nixos.RunError
 		switch {

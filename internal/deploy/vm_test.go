@@ -178,6 +178,8 @@ func startVM(t *testing.T, o vmOptions) *testVM {
 	if err := nixostest.InstallTools(srv.BinDir, nixostest.Tools{Log: vm.calls, GitURLs: o.gitURLs}); err != nil {
 		t.Fatal(err)
 	}
+	// An Azure VM of a default (x86_64) size, whatever this machine is.
+	srv.AddExecutable("uname", "#!/bin/sh\nif [ \"$*\" = -m ]; then echo x86_64; else exec /bin/uname \"$@\"; fi\n")
 	srv.AddExecutable("findmnt", "#!/bin/sh\necho /dev/sda1\n")
 	srv.AddExecutable("lsblk", "#!/bin/sh\ncase \"$*\" in *sda1*) echo sda ;; *) echo ;; esac\n")
 	// systemd's answer for the VM's sshd (systemctl(1) show --property

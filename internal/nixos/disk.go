@@ -126,3 +126,20 @@ func diskRank(name string) int {
 		return 3
 	}
 }
+
+// DetectSystem asks the running system for its CPU and returns the Nix
+// system name nixos-images publishes a kexec installer for: x86_64-linux or
+// aarch64-linux (nix-community/nixos-images build-images.sh; nixos-anywhere
+// 1.13.0 refuses other architectures the same way).
+func DetectSystem(ctx context.Context, r Commander) (string, error) {
+	out, err := r.Output(ctx, "uname -m")
+	if err != nil {
+		return "", fmt.Errorf("failed to read the target's architecture (uname -m): %w", err)
+	}
+	switch m := strings.TrimSpace(string(out)); m {
+	case "x86_64", "aarch64":
+		return m + "-linux", nil
+	default:
+		return "", fmt.Errorf("the target's architecture %q has no NixOS kexec installer (x86_64 and aarch64 do)", m)
+	}
+}

@@ -259,3 +259,24 @@ func BenchmarkChooseDisk(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/choice")
 }
+
+func TestDetectSystem(t *testing.T) {
+	t.Parallel()
+	for out, want := range map[string]string{"x86_64\n": "x86_64-linux", "aarch64\n": "aarch64-linux", "armv7l\n": `architecture "armv7l" has no NixOS kexec installer`} {
+		got, err := DetectSystem(context.Background(), CommanderFunc(func(_ context.Context, cmd string) ([]byte, error) {
+			if cmd != "uname -m" {
+				t.Errorf("ran %q", cmd)
+			}
+			return []byte(out), nil
+		}))
+		if err != nil {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("DetectSystem(%q) error %v, want %q", out, err, want)
+			}
+			continue
+		}
+		if got != want {
+			t.Errorf("DetectSystem(%q) = %q, want %q", out, got, want)
+		}
+	}
+}

@@ -53,7 +53,7 @@ func (p Plan) Text() string {
 	}
 	b.WriteString("\nLock the flake's inputs (in the container; the install uses this flake.lock, kept in the workspace and on the VM):\n")
 	b.WriteString("  " + sshx.Quote(p.Lock...) + "\n")
-	b.WriteString("\nInstall NixOS (one argument per line, no shell; --kexec is the installer of the channel's release):\n")
+	b.WriteString("\nInstall NixOS (one argument per line, no shell; --kexec is the installer of the channel's release, aarch64 on an Arm64 VM):\n")
 	for _, a := range p.NixosAnywhere {
 		b.WriteString("  " + sshx.Quote(a) + "\n")
 	}
@@ -109,7 +109,7 @@ func (p Plan) Markdown() string {
 		b.WriteString("\n```\n\n</details>\n")
 	}
 	b.WriteString("\n### Lock\n\nIn the container; the install uses this `flake.lock`, kept in the workspace and on the VM.\n\n```sh\n" + sshx.Quote(p.Lock...) + "\n```\n")
-	b.WriteString("\n### Install\n\n`--kexec` is the installer of the channel's release.\n\n```sh\n")
+	b.WriteString("\n### Install\n\n`--kexec` is the installer of the channel's release, aarch64 on an Arm64 VM.\n\n```sh\n")
 	quoted := make([]string, len(p.NixosAnywhere))
 	for i, a := range p.NixosAnywhere {
 		quoted[i] = sshx.Quote(a)

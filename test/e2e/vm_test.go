@@ -562,7 +562,9 @@ func (vm *bootedVM) shutdown(t testing.TB) {
 func vmTools(sshdPID string) map[string]string {
 	return map[string]string{
 		"findmnt": "#!/bin/sh\necho /dev/sda1\n",
-		"lsblk":   "#!/bin/sh\ncase \"$*\" in *sda1*) echo sda ;; *) echo ;; esac\n",
+		// A default (x86_64) Azure size, whatever this machine is.
+		"uname": "#!/bin/sh\nif [ \"$*\" = -m ]; then echo x86_64; else exec /bin/uname \"$@\"; fi\n",
+		"lsblk": "#!/bin/sh\ncase \"$*\" in *sda1*) echo sda ;; *) echo ;; esac\n",
 		"systemctl": "#!/bin/sh\nif [ \"$*\" = \"show --property MainPID --value sshd.service\" ]; then cat " + shellQuote(sshdPID) +
 			"; exit 0; fi\necho \"systemctl stand-in: $*: not modelled\" >&2\nexit 1\n",
 	}
