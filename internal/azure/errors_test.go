@@ -113,7 +113,7 @@ func TestProvisionExplainsAzureErrors(t *testing.T) {
 			code:     "DnsRecordInUse",
 			message:  "DNS record az-nixos.westeurope.cloudapp.azure.com is already used by another public IP.",
 			wantOp:   `failed to create public IP "az-nixos-ip"`,
-			wantHint: []string{`the DNS label "az-nixos" (the VM name) is taken`, "choose another vm-name"},
+			wantHint: []string{`label "az-nixos" (the VM name) is taken`, "scoped to the resource group", "choose another vm-name"},
 		},
 	}
 	for _, tc := range tests {

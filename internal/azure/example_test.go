@@ -62,5 +62,5 @@ func Example() {
 	// created virtual-network demo-vnet
 	// created network-interface demo-nic
 	// created virtual-machine demo
-	// client-secret demo.uksouth.cloudapp.azure.com
+	// client-secret demo.yr6py7cz6dimxghm.uksouth.cloudapp.azure.com
 }

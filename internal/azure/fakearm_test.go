@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -366,7 +368,14 @@ func (f *fakeARM) transport() *router {
 				v.ID, v.Name = ptr(f.id(rg, "Microsoft.Network", "publicIPAddresses", name)), ptr(name)
 				v.Properties.IPAddress = ptr("20.31.42.53")
 				if v.Properties.DNSSettings != nil {
-					v.Properties.DNSSettings.Fqdn = ptr(deref(v.Properties.DNSSettings.DomainNameLabel) + "." + deref(v.Location) + ".cloudapp.azure.com")
+					// With a domainNameLabelScope Azure puts a hash between label and region
+					// (azure-docs public-ip-addresses.md, "Domain Name Label Scope").
+					label := deref(v.Properties.DNSSettings.DomainNameLabel)
+					if v.Properties.DNSSettings.DomainNameLabelScope != nil {
+						sum := sha256.Sum256([]byte(f.sub + "/" + rg + "/" + label))
+						label += "." + hex.EncodeToString(sum[:8])
+					}
+					v.Properties.DNSSettings.Fqdn = ptr(label + "." + deref(v.Location) + ".cloudapp.azure.com")
 				}
 				f.pips[key(rg, name)] = v
 				resp.AddNonTerminalResponse(http.StatusCreated, nil)

@@ -13,8 +13,17 @@ const (
 	subnetPrefix = "10.0.0.0/24"
 )
 
-// ensurePublicIP reads or creates the Standard, static public IP whose DNS label is the VM name
-// (FQDN <vm>.<location>.cloudapp.azure.com).
+// DNSLabelScope makes the public IP's DNS name unique to this resource group. A bare DNS label
+// is unique per region across every Azure customer, so the second person who keeps the default
+// vm-name in a region gets DnsRecordInUse; with a scope Azure puts a hash of tenant,
+// subscription, resource group and label between the label and the region
+// (<vm>.<hash>.<location>.cloudapp.azure.com, MicrosoftDocs azure-docs
+// articles/virtual-network/ip-services/public-ip-addresses.md, "Domain Name Label Scope"), the
+// same hash every time the group is deployed again, and returns the name in dnsSettings.fqdn.
+const DNSLabelScope = armnetwork.PublicIPAddressDNSSettingsDomainNameLabelScopeResourceGroupReuse
+
+// ensurePublicIP reads or creates the Standard, static public IP whose DNS label is the VM name,
+// scoped to the resource group (DNSLabelScope). The FQDN is Azure's answer, never computed.
 func (p *Provisioner) ensurePublicIP(ctx context.Context, s *Spec) (*armnetwork.PublicIPAddress, Action, error) {
 	name := PublicIPName(s.VMName)
 	got, err := p.pips.Get(ctx, s.ResourceGroup, name, nil)
@@ -34,7 +43,10 @@ func (p *Provisioner) ensurePublicIP(ctx context.Context, s *Spec) (*armnetwork.
 		Properties: &armnetwork.PublicIPAddressPropertiesFormat{
 			PublicIPAllocationMethod: to(armnetwork.IPAllocationMethodStatic),
 			PublicIPAddressVersion:   to(armnetwork.IPVersionIPv4),
-			DNSSettings:              &armnetwork.PublicIPAddressDNSSettings{DomainNameLabel: to(s.VMName)},
+			DNSSettings: &armnetwork.PublicIPAddressDNSSettings{
+				DomainNameLabel:      to(s.VMName),
+				DomainNameLabelScope: to(DNSLabelScope),
+			},
 		},
 	}, nil)
 	ec := p.ec(fmt.Sprintf("create public IP %q", name), s)

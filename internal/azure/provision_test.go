@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -67,7 +68,7 @@ func TestProvisionCreatesWholeGraph(t *testing.T) {
 		t.Errorf("actions (-want +got):\n%s", d)
 	}
 	wantVMID := "/subscriptions/" + f.sub + "/resourceGroups/az-nixos-rg/providers/Microsoft.Compute/virtualMachines/az-nixos"
-	if res.VMID != wantVMID || res.PublicIP != "20.31.42.53" || res.FQDN != "az-nixos.westeurope.cloudapp.azure.com" {
+	if res.VMID != wantVMID || res.PublicIP != "20.31.42.53" || !regexp.MustCompile(`^az-nixos\.[0-9a-f]{16}\.westeurope\.cloudapp\.azure\.com$`).MatchString(res.FQDN) {
 		t.Errorf("result = %q %q %q", res.VMID, res.PublicIP, res.FQDN)
 	}
 	// One start and one done event per resource, done after start.

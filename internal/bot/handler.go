@@ -710,7 +710,7 @@ func (h *Handler) statusReport(ctx context.Context, gh GitHub, repo ghapi.Repo, 
 			st = st.withRun(run, nil)
 			fmt.Fprintf(&b, "Latest run for `%s`: [run #%d](%s), `%s` by @%s: **%s**", vm, run.Number, run.HTMLURL, st.Command, or(st.User, "someone"), stateText(st))
 			if st.State == stateSucceeded && st.Command == "deploy" && st.Location != "" {
-				fqdn := fmt.Sprintf("%s.%s.cloudapp.azure.com", vm, st.Location)
+				fqdn := fmt.Sprintf("%s.<hash>.%s.cloudapp.azure.com", vm, st.Location) // Azure's hash: see the run's fqdn output
 				fmt.Fprintf(&b, "\n\n`ssh %s@%s`", defaultUser, fqdn)
 			}
 			return b.String(), nil

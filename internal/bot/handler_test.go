@@ -441,7 +441,7 @@ func TestStatusCommand(t *testing.T) {
 	}
 	bc := e.botComments()
 	got := bc[len(bc)-1].Body
-	for _, want := range []string{"Latest run for `az-nixos`", "`deploy` by @Codertocat: **succeeded in 9m0s**", "`ssh nixos@az-nixos.westeurope.cloudapp.azure.com`"} {
+	for _, want := range []string{"Latest run for `az-nixos`", "`deploy` by @Codertocat: **succeeded in 9m0s**", "`ssh nixos@az-nixos.<hash>.westeurope.cloudapp.azure.com`"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("/status reply lacks %q:\n%s", want, got)
 		}

@@ -217,7 +217,8 @@ var defaultUser = func() string {
 // run succeeded. Without them, the comment shows what the bot knows for
 // certain: the run's state, conclusion, duration and link, and the FQDN and
 // ssh command computed from the VM name and location exactly as the action
-// builds them (DNS label = VM name: <vm>.<location>.cloudapp.azure.com), and
+// builds them (DNS label = VM name, scoped to the resource group:
+// <vm>.<hash>.<location>.cloudapp.azure.com, the hash Azure's), and
 // points to the run's summary for the host key.
 func (s status) render() string {
 	v, ok := verbs[s.Command]
@@ -227,7 +228,9 @@ func (s status) render() string {
 	if s.Command == "switch" && s.DryRun {
 		v = [2]string{"Switch (dry run) for", "Dry run of a switch for"}
 	}
-	fqdn := fmt.Sprintf("%s.%s.cloudapp.azure.com", s.VM, s.Location)
+	// What the name looks like until the run's fqdn notice says what it is:
+	// the DNS label is scoped to the resource group, so Azure adds a hash.
+	fqdn := fmt.Sprintf("%s.<hash>.%s.cloudapp.azure.com", s.VM, s.Location)
 	if s.FQDN != "" {
 		fqdn = s.FQDN
 	}

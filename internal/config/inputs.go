@@ -143,7 +143,7 @@ type Output struct {
 // Outputs lists every output of the action (a contract, like the inputs).
 func Outputs() []Output {
 	return []Output{
-		{"fqdn", "Fully qualified domain name of the VM (<vm>.<location>.cloudapp.azure.com)."},
+		{"fqdn", "Fully qualified domain name of the VM as Azure answers it (<vm>.<hash>.<location>.cloudapp.azure.com: the DNS label is scoped to the resource group)."},
 		{"public-ip", "Public IP address of the VM."},
 		{"resource-group", "Resource group that holds the deployment."},
 		{"vm-id", "Azure resource id of the VM."},

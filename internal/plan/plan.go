@@ -80,9 +80,12 @@ var (
 // SubnetName is the one subnet of the VNet.
 const SubnetName = azure.SubnetName
 
-// FQDN is the DNS name Azure gives the public IP's DNS label.
+// FQDN is what the DNS name Azure gives the public IP will look like: the
+// label is scoped to the resource group (azure.DNSLabelScope), so Azure puts
+// a hash of its own between the VM name and the region. The real name is
+// known only from Azure's answer (the fqdn output).
 func FQDN(vm, location string) string {
-	return fmt.Sprintf("%s.%s.cloudapp.azure.com", vm, location)
+	return fmt.Sprintf("%s.<hash>.%s.cloudapp.azure.com", vm, location)
 }
 
 // New builds the plan for a validated configuration.
@@ -134,7 +137,7 @@ func New(c config.Config, env Env) Plan {
 	p.Resources = []Resource{
 		{Kind: "Microsoft.Resources/resourceGroups", Name: c.ResourceGroup, Props: []Prop{{"location", c.Location}, {"tags", tags}}},
 		{Kind: "Microsoft.Network/publicIPAddresses", Name: PublicIPName(c.VMName), DependsOn: []string{c.ResourceGroup}, Props: []Prop{
-			{"sku", "Standard"}, {"allocation", "Static"}, {"dns label", c.VMName + " (" + p.FQDN + ")"}, {"tags", tags}}},
+			{"sku", "Standard"}, {"allocation", "Static"}, {"dns label", c.VMName + ", scoped to the resource group (" + p.FQDN + "; Azure's hash, the same whenever this group is deployed)"}, {"tags", tags}}},
 		{Kind: "Microsoft.Network/networkSecurityGroups", Name: NSGName(c.VMName), DependsOn: []string{c.ResourceGroup}, Props: []Prop{
 			{"inbound", "allow 22/tcp (SSH) from any"}, {"tags", tags}}},
 		{Kind: "Microsoft.Network/virtualNetworks", Name: VNetName(c.VMName), DependsOn: []string{c.ResourceGroup}, Props: []Prop{

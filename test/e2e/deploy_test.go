@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -426,8 +427,10 @@ func checkOutputs(t *testing.T, r *run, rec azuretest.VMRecord, hostKeyPub strin
 	if d := cmp.Diff(want, r.Outputs); d != "" {
 		t.Errorf("outputs (-want +got):\n%s", d)
 	}
-	if fqdn != rec.Name+".uksouth.cloudapp.azure.com" {
-		t.Errorf("FQDN %q, want the VM name as DNS label in uksouth", fqdn)
+	// The DNS label is scoped to the resource group: Azure's hash sits
+	// between the label and the region.
+	if !regexp.MustCompile(`^` + regexp.QuoteMeta(rec.Name) + `\.[a-z0-9]{16}\.uksouth\.cloudapp\.azure\.com$`).MatchString(fqdn) {
+		t.Errorf("FQDN %q, want the VM name as DNS label with the scope's hash in uksouth", fqdn)
 	}
 	// The public outputs are notices too: the ChatOps bot reads them.
 	for _, n := range []string{"::notice title=ssh-host-key::" + want["ssh-host-key"], "::notice title=fqdn::" + fqdn} {

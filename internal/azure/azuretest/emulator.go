@@ -108,6 +108,7 @@ type Emulator struct {
 	faults     []*faultState
 	requests   []Request
 	serialLogs map[string]string // lower-case VM ID -> log
+	takenDNS   map[string]bool   // DNS names other customers hold
 	sas        map[string]string // SAS signature -> lower-case VM ID
 }
 

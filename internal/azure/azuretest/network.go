@@ -3,6 +3,8 @@ package azuretest
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base32"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -131,7 +133,27 @@ func (e *Emulator) preparePublicIPLocked(doc map[string]any, old *resource) *api
 	props["ipAddress"] = ip
 	if label := str(props, "dnsSettings", "domainNameLabel"); label != "" {
 		loc := str(doc, "location")
+		scope := str(props, "dnsSettings", "domainNameLabelScope")
+		if old != nil {
+			// The scope is fixed when the public IP is created.
+			if was := str(old.doc, "properties", "dnsSettings", "domainNameLabelScope"); !strings.EqualFold(was, scope) {
+				return newAPIError(http.StatusBadRequest, "DomainNameLabelScopeCannotBeChanged",
+					fmt.Sprintf("Domain name label scope of public IP %s cannot be changed from '%s' to '%s'.", str(doc, "id"), was, scope))
+			}
+		}
+		hash, aerr := e.labelHash(scope, str(doc, "id"), label, old)
+		if aerr != nil {
+			return aerr
+		}
 		fqdn := strings.ToLower(label) + "." + loc + ".cloudapp.azure.com"
+		if hash != "" {
+			fqdn = strings.ToLower(label) + "." + hash + "." + loc + ".cloudapp.azure.com"
+		}
+		// A DNS name is unique per region across all of Azure: other customers hold names too.
+		if e.dnsTakenLocked(fqdn) {
+			return newAPIError(http.StatusBadRequest, "DnsRecordInUse",
+				fmt.Sprintf("DNS record %s is already used by another public IP.", fqdn))
+		}
 		for _, r := range e.resources {
 			if r.typ == "Microsoft.Network/publicIPAddresses" && !strings.EqualFold(r.id, str(doc, "id")) &&
 				strings.EqualFold(str(r.doc, "properties", "dnsSettings", "fqdn"), fqdn) {
@@ -143,6 +165,55 @@ func (e *Emulator) preparePublicIPLocked(doc map[string]any, old *resource) *api
 	}
 	return nil
 }
+
+// labelHash is the string a domainNameLabelScope puts between the label and the region
+// (MicrosoftDocs azure-docs articles/virtual-network/ip-services/public-ip-addresses.md: "an
+// additional string in between the domainnamelabel and location fields, e.g.
+// contoso.fjdng2acavhkevd8.westus.cloudapp.Azure.com", a hash of input specific to the
+// subscription, resource group and label). TenantReuse hashes tenant and label,
+// SubscriptionReuse adds the subscription, ResourceGroupReuse the group; NoReuse is new every
+// time. "" for no scope.
+func (e *Emulator) labelHash(scope, id, label string, old *resource) (string, *apiError) {
+	t := parseTarget(id)
+	var parts []string
+	switch strings.ToLower(scope) {
+	case "":
+		return "", nil
+	case "tenantreuse":
+		parts = []string{e.opts.TenantID}
+	case "subscriptionreuse":
+		parts = []string{e.opts.TenantID, t.sub}
+	case "resourcegroupreuse":
+		parts = []string{e.opts.TenantID, t.sub, t.rg}
+	case "noreuse":
+		if old != nil {
+			if f := str(old.doc, "properties", "dnsSettings", "fqdn"); f != "" {
+				if p := strings.Split(f, "."); len(p) > 2 {
+					return p[1], nil
+				}
+			}
+		}
+		parts = []string{e.newID()}
+	default:
+		return "", newAPIError(http.StatusBadRequest, "InvalidRequestFormat",
+			fmt.Sprintf("Value '%s' of domainNameLabelScope is invalid: use TenantReuse, SubscriptionReuse, ResourceGroupReuse or NoReuse.", scope))
+	}
+	sum := sha256.Sum256([]byte(strings.ToLower(strings.Join(append(parts, label), "/"))))
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:]))[:16], nil
+}
+
+// TakeDNSName marks a DNS name (label.location.cloudapp.azure.com, or with a scope's hash) as held
+// by another Azure customer: a public IP that would get it is refused with DnsRecordInUse.
+func (e *Emulator) TakeDNSName(fqdn string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.takenDNS == nil {
+		e.takenDNS = map[string]bool{}
+	}
+	e.takenDNS[strings.ToLower(fqdn)] = true
+}
+
+func (e *Emulator) dnsTakenLocked(fqdn string) bool { return e.takenDNS[strings.ToLower(fqdn)] }
 
 // allocatePublicIPLocked returns the lowest free address of the pool, from the fourth host address on.
 func (e *Emulator) allocatePublicIPLocked() (string, error) {
