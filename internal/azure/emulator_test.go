@@ -211,3 +211,66 @@ func TestDNSLabelScopedToTheGroup(t *testing.T) {
 		t.Fatalf("err = %v, want DnsRecordInUse with the hint", err)
 	}
 }
+
+// TestPreflightAgainstTheEmulator: the emulator lists its sizes and quotas and refuses a VM the
+// way the compute RP does; the pre-flight reads the same and refuses first, with nothing created.
+func TestPreflightAgainstTheEmulator(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	spec := func(rg, location, size string) azure.Spec {
+		s := emulatorSpec()
+		s.ResourceGroup, s.Location, s.Size, s.AutoShutdown = rg, location, size, ""
+		return s
+	}
+	t.Run("quota used by another VM", func(t *testing.T) {
+		t.Parallel()
+		emu := azuretest.New(azuretest.Options{})
+		t.Cleanup(emu.Close)
+		emu.SetQuota("uksouth", "standardBSFamily", 6)
+		p := emulatorProvisioner(t, emu)
+		if _, err := p.Provision(ctx, spec("first", "uksouth", "Standard_B4ms"), nil); err != nil {
+			t.Fatal(err)
+		}
+		before := emu.ResourceIDs()
+		_, err := p.Provision(ctx, spec("second", "uksouth", "Standard_B4ms"), nil)
+		var pe *azure.HintError
+		if !errors.As(err, &pe) || pe.Code != "QuotaExceeded" || !strings.Contains(err.Error(), "4 of 6 vCPUs are in use and it needs 4") {
+			t.Fatalf("err = %v, want the family quota refusal", err)
+		}
+		if after := emu.ResourceIDs(); len(after) != len(before) {
+			t.Errorf("resources %d -> %d: the refusal created something", len(before), len(after))
+		}
+		// Another family still has room.
+		if _, err := p.Provision(ctx, spec("second", "uksouth", "Standard_D2s_v5"), nil); err != nil {
+			t.Errorf("a D2s_v5 next to it: %v", err)
+		}
+	})
+	t.Run("restricted size", func(t *testing.T) {
+		t.Parallel()
+		emu := azuretest.New(azuretest.Options{})
+		t.Cleanup(emu.Close)
+		emu.RestrictSKU("Standard_B2s", "uksouth")
+		p := emulatorProvisioner(t, emu)
+		_, err := p.Provision(ctx, spec("rg", "uksouth", "Standard_B2s"), nil)
+		var pe *azure.HintError
+		if !errors.As(err, &pe) || pe.Code != "SkuNotAvailable" {
+			t.Fatalf("err = %v, want SkuNotAvailable", err)
+		}
+		if ids := emu.ResourceIDs(); len(ids) != 0 {
+			t.Errorf("left behind: %v", ids)
+		}
+	})
+	t.Run("location azure does not have", func(t *testing.T) {
+		t.Parallel()
+		emu := azuretest.New(azuretest.Options{})
+		t.Cleanup(emu.Close)
+		p := emulatorProvisioner(t, emu)
+		_, err := p.Provision(ctx, spec("rg", "marsnorth", "Standard_B2s"), nil)
+		if err == nil || !strings.Contains(err.Error(), `location "marsnorth" offers no VM sizes`) || !strings.Contains(err.Error(), "az account list-locations") {
+			t.Fatalf("err = %v", err)
+		}
+		if ids := emu.ResourceIDs(); len(ids) != 0 {
+			t.Errorf("left behind: %v", ids)
+		}
+	})
+}

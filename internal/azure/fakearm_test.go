@@ -55,6 +55,22 @@ type fakeARM struct {
 	intercept   func(req *http.Request, body []byte) *http.Response
 	vmPolls     int    // non-terminal responses before the VM PUT completes
 	vmFailAsync string // ARM error code the VM's LRO ends with
+
+	// Pre-flight: the VM sizes of westeurope (Resource SKUs) and its vCPU quotas (Usage API).
+	skus             []*armcompute.ResourceSKU
+	quotas           map[string][2]int32 // lower-case usage name -> {current, limit}
+	preflightLatency time.Duration       // slept by each of the two list calls
+	preflightCalls   int
+}
+
+// fakeSKU is a virtual machine size offered in location, as the Resource SKUs API lists it.
+func fakeSKU(name, family, location string, vcpus int) *armcompute.ResourceSKU {
+	return &armcompute.ResourceSKU{
+		ResourceType: ptr("virtualMachines"), Name: ptr(name), Family: ptr(family),
+		Locations:    []*string{ptr(location)},
+		LocationInfo: []*armcompute.ResourceSKULocationInfo{{Location: ptr(location), Zones: []*string{ptr("1"), ptr("2"), ptr("3")}}},
+		Capabilities: []*armcompute.ResourceSKUCapabilities{{Name: ptr("vCPUs"), Value: ptr(fmt.Sprint(vcpus))}, {Name: ptr("MemoryGB"), Value: ptr("4")}},
+	}
 }
 
 // mark is one point of the PUT timeline.
@@ -86,6 +102,12 @@ func newFakeARM() *fakeARM {
 		generic: map[string]armresources.GenericResource{},
 		bodies:  map[string][]byte{},
 		latency: map[string]time.Duration{},
+		skus: []*armcompute.ResourceSKU{
+			fakeSKU("Standard_B2s", "standardBSFamily", "westeurope", 2),
+			fakeSKU("Standard_B4ms", "standardBSFamily", "westeurope", 4),
+			fakeSKU("Standard_D2s_v5", "standardDSv5Family", "westeurope", 2),
+		},
+		quotas: map[string][2]int32{"cores": {0, 20}, "standardbsfamily": {0, 20}, "standarddsv5family": {0, 20}},
 	}
 }
 
@@ -463,6 +485,39 @@ func (f *fakeARM) transport() *router {
 		},
 	}
 	cs := &computefake.ServerFactory{
+		// The Resource SKUs API filters on location only; the fake holds westeurope's sizes.
+		ResourceSKUsServer: computefake.ResourceSKUsServer{
+			NewListPager: func(o *armcompute.ResourceSKUsClientListOptions) (resp azfake.PagerResponder[armcompute.ResourceSKUsClientListResponse]) {
+				f.mu.Lock()
+				f.preflightCalls++
+				d := f.preflightLatency
+				var out []*armcompute.ResourceSKU
+				for _, sku := range f.skus {
+					if o == nil || o.Filter == nil || strings.Contains(strings.ToLower(*o.Filter), "'"+strings.ToLower(deref(sku.Locations[0]))+"'") {
+						out = append(out, sku)
+					}
+				}
+				f.mu.Unlock()
+				time.Sleep(d)
+				resp.AddPage(http.StatusOK, armcompute.ResourceSKUsClientListResponse{ResourceSKUsResult: armcompute.ResourceSKUsResult{Value: out}}, nil)
+				return
+			},
+		},
+		UsageServer: computefake.UsageServer{
+			NewListPager: func(location string, _ *armcompute.UsageClientListOptions) (resp azfake.PagerResponder[armcompute.UsageClientListResponse]) {
+				f.mu.Lock()
+				f.preflightCalls++
+				d := f.preflightLatency
+				var out []*armcompute.Usage
+				for name, q := range f.quotas {
+					out = append(out, &armcompute.Usage{Name: &armcompute.UsageName{Value: ptr(name)}, CurrentValue: ptr(q[0]), Limit: ptr(int64(q[1])), Unit: ptr("Count")})
+				}
+				f.mu.Unlock()
+				time.Sleep(d)
+				resp.AddPage(http.StatusOK, armcompute.UsageClientListResponse{ListUsagesResult: armcompute.ListUsagesResult{Value: out}}, nil)
+				return
+			},
+		},
 		VirtualMachinesServer: computefake.VirtualMachinesServer{
 			Get: func(ctx context.Context, rg, name string, o *armcompute.VirtualMachinesClientGetOptions) (resp azfake.Responder[armcompute.VirtualMachinesClientGetResponse], errResp azfake.ErrorResponder) {
 				f.mu.Lock()

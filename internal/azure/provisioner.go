@@ -48,6 +48,8 @@ type Provisioner struct {
 	nics      *armnetwork.InterfacesClient
 	vms       *armcompute.VirtualMachinesClient
 	tags      *armresources.TagsClient
+	skus      *armcompute.ResourceSKUsClient
+	usage     *armcompute.UsageClient
 }
 
 // Option tunes a Provisioner.
@@ -98,6 +100,8 @@ func NewProvisioner(subscriptionID string, cred azcore.TokenCredential, opts *ar
 		nics:           nf.NewInterfacesClient(),
 		vms:            cf.NewVirtualMachinesClient(),
 		tags:           rf.NewTagsClient(),
+		skus:           cf.NewResourceSKUsClient(),
+		usage:          cf.NewUsageClient(),
 	}
 	for _, o := range more {
 		o(p)
@@ -349,9 +353,25 @@ func (p *Provisioner) Provision(ctx context.Context, s Spec, progress func(Event
 	r := &run{p: p, progress: progress, res: &Result{}}
 	defer func() { r.res.Total = p.now().Sub(start) }()
 
+	// The pre-flight checks read while the group and the VM are looked up; the first write
+	// waits for them. A VM that exists is reused whatever they say.
+	preCtx, stopPre := context.WithCancel(ctx)
+	defer stopPre()
+	preDone := make(chan preflightOutcome, 1)
+	go func() { preDone <- p.preflight(preCtx, &s) }()
+	var pre *preflightOutcome
+	gate := func() error {
+		if pre == nil {
+			o := <-preDone
+			pre = &o
+			r.res.Notes = append(r.res.Notes, o.notes...)
+		}
+		return pre.err
+	}
+
 	var rgExisted bool
 	err := r.step(KindResourceGroup, s.ResourceGroup, func() (string, Action, error) {
-		id, a, err := p.ensureResourceGroup(ctx, &s)
+		id, a, err := p.ensureResourceGroup(ctx, &s, gate)
 		rgExisted = a == ActionReused
 		return id, a, err
 	})
@@ -374,6 +394,12 @@ func (p *Provisioner) Provision(ctx context.Context, s Spec, progress func(Event
 			existingVM = vm
 			r.res.VMID = deref(vm.ID)
 			r.res.Notes = append(r.res.Notes, reuseNotes(vm, &s)...)
+		}
+	}
+
+	if existingVM == nil {
+		if err := gate(); err != nil {
+			return r.res, err
 		}
 	}
 
@@ -502,7 +528,8 @@ func isOurs(tags map[string]*string) bool {
 	return ok && v != nil && *v == ManagedByValue
 }
 
-func (p *Provisioner) ensureResourceGroup(ctx context.Context, s *Spec) (string, Action, error) {
+// ensureResourceGroup reads the group or creates it; beforeCreate runs first and may refuse.
+func (p *Provisioner) ensureResourceGroup(ctx context.Context, s *Spec, beforeCreate func() error) (string, Action, error) {
 	got, err := p.groups.Get(ctx, s.ResourceGroup, nil)
 	switch {
 	case err == nil:
@@ -512,6 +539,9 @@ func (p *Provisioner) ensureResourceGroup(ctx context.Context, s *Spec) (string,
 		return deref(got.ID), ActionReused, nil
 	case !isGroupNotFound(err):
 		return "", "", explain(err, p.ec(fmt.Sprintf("read resource group %q", s.ResourceGroup), s))
+	}
+	if err := beforeCreate(); err != nil {
+		return "", "", err
 	}
 	tags := s.tags()
 	delete(tags, TagHostKey)

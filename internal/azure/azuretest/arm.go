@@ -107,7 +107,17 @@ func (e *Emulator) serveARM(w http.ResponseWriter, r *http.Request, body []byte)
 	case kindResource:
 		aerr = e.serveResource(w, c)
 	case kindCollection:
+		if t.typeKey() == "microsoft.compute/skus" {
+			aerr = e.serveSKUs(w, c)
+			break
+		}
 		aerr = e.listCollection(w, c)
+	case kindLocationCollection:
+		if strings.EqualFold(t.ns, "Microsoft.Compute") && strings.EqualFold(t.action, "usages") {
+			aerr = e.serveUsages(w, c)
+			break
+		}
+		aerr = newAPIError(http.StatusNotFound, "NotFound", fmt.Sprintf("The collection '%s' of %s is not supported by the emulator.", t.action, t.ns))
 	case kindAction:
 		aerr = e.serveAction(w, c)
 	default:

@@ -73,6 +73,12 @@ func (e *Emulator) putVM(w http.ResponseWriter, c *call) *apiError {
 		e.mu.Unlock()
 		return aerr
 	}
+	if old == nil || !strings.EqualFold(str(old.doc, "properties", "hardwareProfile", "vmSize"), c.str("properties", "hardwareProfile", "vmSize")) {
+		if aerr := e.checkSizeLocked(c.str("properties", "hardwareProfile", "vmSize"), loc, id); aerr != nil {
+			e.mu.Unlock()
+			return aerr
+		}
+	}
 	doc := baseDoc(c, id)
 	props := doc["properties"].(map[string]any)
 	for _, x := range slice(props, "networkProfile", "networkInterfaces") {

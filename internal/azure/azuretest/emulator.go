@@ -87,6 +87,10 @@ type Options struct {
 	// SerialLog returns the serial console log served through boot diagnostics. Nil serves
 	// DefaultSerialLog; SetSerialLog overrides both for one VM.
 	SerialLog func(vm VMRecord) string
+	// SKUs are the VM sizes offered in each of Locations; nil means DefaultSKUs and
+	// DefaultLocations. A size or location outside them is refused with SkuNotAvailable.
+	SKUs      []SKU
+	Locations []string
 }
 
 // Emulator is a running ARM emulator. All methods are safe for concurrent use.
@@ -109,6 +113,8 @@ type Emulator struct {
 	requests   []Request
 	serialLogs map[string]string // lower-case VM ID -> log
 	takenDNS   map[string]bool   // DNS names other customers hold
+	restricted map[string][]skuRestriction
+	quotas     map[string]int    // "location/family" -> vCPU limit
 	sas        map[string]string // SAS signature -> lower-case VM ID
 }
 
@@ -175,6 +181,12 @@ func withDefaults(o Options) Options {
 		o.PublicIPPrefix = netip.MustParsePrefix("10.200.0.0/24")
 	}
 	o.PublicIPPrefix = o.PublicIPPrefix.Masked()
+	if o.SKUs == nil {
+		o.SKUs = DefaultSKUs
+	}
+	if o.Locations == nil {
+		o.Locations = DefaultLocations
+	}
 	return o
 }
 

@@ -8,16 +8,17 @@ import (
 type targetKind int
 
 const (
-	kindUnknown         targetKind = iota
-	kindResourceGroups             // /subscriptions/{s}/resourcegroups
-	kindResourceGroup              // /subscriptions/{s}/resourcegroups/{rg}
-	kindGroupResources             // /subscriptions/{s}/resourcegroups/{rg}/resources
-	kindResource                   // .../providers/{ns}/{type}/{name}[/{type}/{name}...]
-	kindCollection                 // .../providers/{ns}/{type}[/{name}/{type}...] (GET: list)
-	kindAction                     // .../providers/{ns}/{type}/{name}/{action} (POST)
-	kindOperation                  // /subscriptions/{s}/providers/{ns}/locations/{loc}/operations/{id}
-	kindOperationResult            // /subscriptions/{s}/providers/{ns}/locations/{loc}/operationResults/{id}
-	kindProvider                   // /subscriptions/{s}/providers/{ns}[/register]
+	kindUnknown            targetKind = iota
+	kindResourceGroups                // /subscriptions/{s}/resourcegroups
+	kindResourceGroup                 // /subscriptions/{s}/resourcegroups/{rg}
+	kindGroupResources                // /subscriptions/{s}/resourcegroups/{rg}/resources
+	kindResource                      // .../providers/{ns}/{type}/{name}[/{type}/{name}...]
+	kindCollection                    // .../providers/{ns}/{type}[/{name}/{type}...] (GET: list)
+	kindAction                        // .../providers/{ns}/{type}/{name}/{action} (POST)
+	kindOperation                     // /subscriptions/{s}/providers/{ns}/locations/{loc}/operations/{id}
+	kindOperationResult               // /subscriptions/{s}/providers/{ns}/locations/{loc}/operationResults/{id}
+	kindProvider                      // /subscriptions/{s}/providers/{ns}[/register]
+	kindLocationCollection            // /subscriptions/{s}/providers/{ns}/locations/{loc}/{collection}, e.g. usages
 )
 
 // target is a parsed ARM path.
@@ -111,6 +112,8 @@ func parseTarget(path string) target {
 			}
 		case len(p) == 1 && strings.EqualFold(p[0], "register"):
 			t.kind, t.action = kindProvider, "register"
+		case len(p) == 3 && strings.EqualFold(p[0], "locations"):
+			t.kind, t.loc, t.action = kindLocationCollection, p[1], p[2]
 		case len(p) == 4 && strings.EqualFold(p[0], "locations") && strings.EqualFold(p[2], "operations"):
 			t.kind, t.loc, t.opID = kindOperation, p[1], p[3]
 		case len(p) == 4 && strings.EqualFold(p[0], "locations") && strings.EqualFold(p[2], "operationResults"):
