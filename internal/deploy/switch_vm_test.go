@@ -617,3 +617,110 @@ func BenchmarkSwitchNoOp(b *testing.B) {
 	b.ReportMetric(float64((total-tools).Milliseconds())/n, "orchestration-ms/op")
 	b.ReportMetric(float64(vm.logins(deployKey.Public)-logins0)/n, "handshakes/op")
 }
+
+// A dry run shows the generation it would replace, the closure diff and
+// what the VM lacks, and changes nothing on the VM.
+func TestSwitchDryRunChangesNothing(t *testing.T) {
+	t.Parallel()
+	deployKey, hostKey := switchFixture(t)
+	line := keys.AuthorizedKey(deployKey.Public, "nixos-cloud-deploy")
+	repo, commits := configRepo(t, userConfig(line, "htop", false), userConfig(line, "htop ripgrep jq", false))
+	vm := startNixOSVM(t, hostKey.PrivatePEM, repo, commits[0])
+	gen0, path0, _ := vm.generation(t)
+	r := newSwitchRun(t, vm, deployKey, checkout(t, repo, commits[1]), map[string]string{"dry-run": "true"})
+	res := r.deploy(t)
+	if res.Err != nil {
+		t.Fatalf("dry run failed in %s: %v", res.FailedStage, res.Err)
+	}
+	if gen, path, current := vm.generation(t); gen != gen0 || path != path0 || current != path0 {
+		t.Errorf("a dry run moved the VM: generation %d %s running %s", gen, path, current)
+	}
+	for _, tool := range []string{"nix-env", "nix-daemon", "systemd-run"} {
+		if vm.ran(tool) {
+			t.Errorf("a dry run ran %s on the VM", tool)
+		}
+	}
+	note := stageNotes(res)["build/copy"]
+	if !strings.Contains(note, "2 added") || !strings.Contains(note, "; 3 paths (") || !strings.Contains(note, "dry run: nothing copied") {
+		t.Errorf("build/copy note %q; want the diff, what the VM lacks (ripgrep, jq and the system: 3 paths) and that nothing was copied", note)
+	}
+	if st := statuses(res); st["activate"] != StatusSkipped || st["confirm"] != StatusSkipped {
+		t.Errorf("stages %v", st)
+	}
+	summary, _ := os.ReadFile(r.summary)
+	for _, w := range []string{"| would run | new |", "jq: ∅ → 1.7.1", "ripgrep: ∅ → 14.1.1", "Dry run: nothing was activated."} {
+		if !strings.Contains(string(summary), w) {
+			t.Errorf("summary lacks %q:\n%s", w, summary)
+		}
+	}
+	if notice := res.Switch.Notice(); !strings.HasPrefix(notice, "dry run: ") || !strings.Contains(notice, "would replace generation 1; ") || !strings.Contains(notice, "2 added; 3 paths") {
+		t.Errorf("notice %q", notice)
+	}
+}
+
+// build-on: target copies the derivation (and its source) and builds on
+// the VM, as nixos-rebuild --build-host does.
+func TestSwitchBuildsOnTheTarget(t *testing.T) {
+	t.Parallel()
+	deployKey, hostKey := switchFixture(t)
+	line := keys.AuthorizedKey(deployKey.Public, "nixos-cloud-deploy")
+	repo, commits := configRepo(t, userConfig(line, "htop", false), userConfig(line, "htop tmux", false))
+	vm := startNixOSVM(t, hostKey.PrivatePEM, repo, commits[0])
+	r := newSwitchRun(t, vm, deployKey, checkout(t, repo, commits[1]), map[string]string{"build-on": "target"})
+	res := r.deploy(t)
+	if res.Err != nil {
+		t.Fatalf("switch failed in %s: %v\n%s", res.FailedStage, res.Err, r.stdout.String())
+	}
+	gen, path, current := vm.generation(t)
+	if gen != 2 || current != path {
+		t.Errorf("VM: generation %d %s running %s", gen, path, current)
+	}
+	// Built there: the source system never realised the system.
+	if _, err := os.Stat(filepath.Join(r.nixRoot, path)); err == nil {
+		t.Errorf("%s was built on the source system", path)
+	}
+	if !vm.ran("nix-store --realise") {
+		t.Error("the VM did not build the derivation")
+	}
+	if note := stageNotes(res)["build/copy"]; !strings.Contains(note, "1 added") || !strings.Contains(note, "1 derivations to build on the machine, 1 paths to fetch") {
+		t.Errorf("build/copy note %q", note)
+	}
+}
+
+// An Azure VM by name: the address comes from ARM and the host key from its
+// ssh-host-key tag.
+func TestSwitchAzureVMByName(t *testing.T) {
+	t.Parallel()
+	deployKey, hostKey := switchFixture(t)
+	line := keys.AuthorizedKey(deployKey.Public, "nixos-cloud-deploy")
+	repo, commits := configRepo(t, userConfig(line, "htop", false), userConfig(line, "htop git", false))
+	vm := startNixOSVM(t, hostKey.PrivatePEM, repo, commits[1])
+	cloud := newFakeCloud(t)
+	cloud.exists, cloud.managed, cloud.hostKeyTag = true, true, keys.AuthorizedKey(hostKey.Public, "")
+	cloud.fwd.setBackend(vm.srv.Addr)
+	r := newSwitchRun(t, vm, deployKey, checkout(t, repo, commits[1]), nil)
+	// As a user gives it: the VM by name, no target-host.
+	in, err := config.ReadAction(context.Background(), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{"command": "switch", "config-repo": ".", "deploy-key": string(deployKey.PrivatePEM),
+		"azure-subscription-id": "00000000-1111-2222-3333-444444444444", "ssh-timeout": "20s"} {
+		in.Set(k, v)
+	}
+	if r.opts.Config, err = config.Parse(in); err != nil {
+		t.Fatal(err)
+	}
+	r.opts.Cloud, r.opts.SSHPort = cloud, cloud.fwd.port()
+	res := r.deploy(t)
+	if res.Err != nil {
+		t.Fatalf("switch failed in %s: %v", res.FailedStage, res.Err)
+	}
+	if calls := cloud.Calls(); len(calls) != 1 || calls[0] != "lookup az-nixos/az-nixos" {
+		t.Errorf("Azure calls %q, want one lookup", calls)
+	}
+	out := r.outputs(t)
+	if out["fqdn"] != "az-nixos.uksouth.cloudapp.azure.com" || !strings.Contains(out["ssh-host-key"], keys.AuthorizedKey(hostKey.Public, "")) || out["generation"] != "1" {
+		t.Errorf("outputs %v", out)
+	}
+}
