@@ -402,7 +402,7 @@ func (s *state) stageActivate(ctx context.Context) (string, error) {
 		return "", &StageError{Stage: "activate", Err: fmt.Errorf("lost the machine before the profile was set: %w", err),
 			Hint: "the machine may or may not have the new generation; run again to converge (the run stops if a switch is still waiting)"}
 	}
-	s.sw.report.Generation = a.Generation
+	s.sw.report.Generation, s.sw.report.Path = a.Generation, s.sw.top.Out
 	if !a.Armed {
 		return "", fmt.Errorf("the watchdog was not armed: %w", err)
 	}

@@ -80,6 +80,11 @@ func AwaitConfirmation(ctx context.Context, dial Dialer, prev, new int, o Confir
 					return out, err
 				}
 				say("lost the connection while confirming (%v); connecting again", err)
+				select {
+				case <-ctx.Done():
+					return out, context.Cause(ctx)
+				case <-time.After(o.Poll): // not a handshake a moment
+				}
 				break
 			}
 			out.Generation, out.Current = a.Generation, a.Current

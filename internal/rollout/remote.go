@@ -300,8 +300,11 @@ cat >"$dir/watchdog" <<'NCD_EOF'
 cat >"$dir/activate" <<'NCD_EOF'
 ` + activationScript + `NCD_EOF
 printf 'armed %s %s\n' "$prev" "$new" >"$dir/state"
+# A transient unit gets the service manager's environment, not ours: the
+# watchdog and the activation wrapper get this session's PATH, where NixOS
+# puts nix-env, flock and the rest (/run/current-system/sw/bin).
 if ! systemd-run --unit=` + WatchdogUnit + ` --description='nixos-cloud-deploy: roll back unless the switch is confirmed' \
-    --service-type=exec --collect --quiet /bin/sh "$dir/watchdog" "$prev" "$new" "$confirm" "$limit"; then
+    --setenv=PATH="$PATH" --service-type=exec --collect --quiet /bin/sh "$dir/watchdog" "$prev" "$new" "$confirm" "$limit"; then
   nix-env -p "$profile" --switch-generation "$prev"
   printf 'rolled-back %s %s\n' "$prev" "the watchdog could not be started; nothing was activated" >"$dir/state"
   echo "error failed to start the watchdog; the profile is back at generation $prev and nothing was activated"
@@ -309,7 +312,7 @@ if ! systemd-run --unit=` + WatchdogUnit + ` --description='nixos-cloud-deploy: 
 fi
 echo armed
 flock -u 9
-systemd-run -E LOCALE_ARCHIVE -E NIXOS_INSTALL_BOOTLOADER=0 --collect --no-ask-password --pipe --quiet \
+systemd-run -E LOCALE_ARCHIVE -E NIXOS_INSTALL_BOOTLOADER=0 --setenv=PATH="$PATH" --collect --no-ask-password --pipe --quiet \
   --service-type=exec --unit=` + ActivationUnit + ` --wait /bin/sh "$dir/activate" "$path"
 echo "activation $?"
 `
