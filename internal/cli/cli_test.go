@@ -37,6 +37,24 @@ func TestPlanOnTerminal(t *testing.T) {
 	}
 }
 
+// dry-run turns deploy, install and destroy into their plan: nothing is
+// asked of Azure (no credentials here at all).
+func TestDryRunIsThePlan(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"deploy", "-n", "web-01", "--dry-run", "--ssh-public-keys", testPub, "--azure-subscription-id", "00000000-1111-2222-3333-444444444444"}, "Plan: deploy web-01 in uksouth (AzureCloud), resource group web-01 (dry run)"},
+		{[]string{"destroy", "-n", "web-01", "--dry-run", "--azure-subscription-id", "00000000-1111-2222-3333-444444444444"}, "Plan: destroy web-01"},
+	} {
+		code, out, errs := run(t, tc.args, nil)
+		if code != ExitOK || !strings.Contains(out, tc.want) {
+			t.Errorf("%v: exit %d, stdout:\n%s\nstderr:\n%s", tc.args, code, out, errs)
+		}
+	}
+}
+
 func TestBadInputExitCodeAndEveryError(t *testing.T) {
 	t.Parallel()
 	code, out, errs := run(t, []string{"deploy", "-n", "Bad_Name", "-l", "uksouht"}, nil)
