@@ -17,6 +17,7 @@ import (
 
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/config"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/keys"
+	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/nixos/nixostest"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/plan"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/report"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/rollout"
@@ -29,7 +30,7 @@ import (
 // testdata/nixos-vm-boot.sh, with the NixOS stand-ins that keep generations
 // (internal/nixos/testdata/nixos-vm: nix-env, nix-store, nix-daemon,
 // systemd-run, systemctl, switch-to-configuration) and, on this side, the
-// nix stand-in (internal/nixos/testdata/fake-nix/nix-switch) and real git.
+// nix stand-in (internal/nixos/testdata/fake-nix/nix) and real git.
 
 func standinPath(t testing.TB, rel string) string {
 	t.Helper()
@@ -122,12 +123,38 @@ type nixosVM struct {
 	dir string
 }
 
+// nixosVMOptions: the VM's user with passwordless sudo and the users Nix
+// trusts (nix.conf trusted-users).
+type nixosVMOptions struct {
+	trusted string
+}
+
 // startNixOSVM installs the system of repo at commit as generation 1 in a
 // new VM directory and boots it.
-func startNixOSVM(t testing.TB, hostKeyPEM []byte, repo, commit string) *nixosVM {
+func startNixOSVM(t testing.TB, hostKeyPEM []byte, repo, commit string, opts ...nixosVMOptions) *nixosVM {
 	t.Helper()
 	requireNamespaces(t)
+	var o nixosVMOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	if o.trusted == "" {
+		o.trusted = "root"
+	}
 	dir := t.TempDir()
+	state := nixostest.VM{Dir: dir, OSRelease: "NAME=NixOS\nID=nixos\nVERSION_ID=\"26.05\"\n", Hostname: "az-nixos",
+		Users: []nixostest.User{{Name: "nixos", UID: 4242, Sudo: true}}}
+	if err := state.Write(); err != nil {
+		t.Fatal(err)
+	}
+	// The VM's own Nix configuration (nixpkgs nixos/modules/config/nix.nix
+	// writes /etc/nix/nix.conf from nix.settings).
+	if err := os.MkdirAll(filepath.Join(dir, "etc", "nix"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "etc", "nix", "nix.conf"), []byte("trusted-users = "+o.trusted+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, d := range []string{"nix/var/nix/profiles", "run"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			t.Fatal(err)
@@ -153,7 +180,7 @@ func startNixOSVM(t testing.TB, hostKeyPEM []byte, repo, commit string) *nixosVM
 	}
 	srv := sshtest.Start(t,
 		sshtest.WithHostKeyPEM(hostKeyPEM),
-		sshtest.WithWrapper("unshare", "--mount", "--propagation", "private", "--", "/bin/sh", boot, dir),
+		sshtest.WithWrapper("unshare", "--mount", "--uts", "--propagation", "private", "--", "/bin/sh", boot, dir, nixostest.VMRootScript()),
 		// NixOS's sshd reads the keys the configuration authorises
 		// (nixpkgs nixos/modules/services/networking/ssh/sshd.nix).
 		sshtest.WithAuthorizedKeysFiles("/etc/ssh/authorized_keys.d/%u"),
@@ -162,18 +189,23 @@ func startNixOSVM(t testing.TB, hostKeyPEM []byte, repo, commit string) *nixosVM
 	// The VM's transient units outlive their sessions, as on a real
 	// machine: stop what is left when the test ends.
 	t.Cleanup(vm.stopUnits)
-	for _, name := range []string{"standin-store.sh", "nix-env", "nix-store", "nix-daemon", "systemd-run", "systemctl", "switch-to-configuration"} {
-		b, err := os.ReadFile(standinPath(t, "nixos-vm/"+name))
-		if err != nil {
+	// The VM's user runs sshtest's session wrapper and the stand-ins from
+	// the server's directory, and appends to its command log: let them.
+	for _, d := range []string{filepath.Dir(srv.Dir), srv.Dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		mode := os.FileMode(0o755)
-		if strings.HasSuffix(name, ".sh") {
-			mode = 0o644
-		}
-		if err := os.WriteFile(filepath.Join(srv.BinDir, name), b, mode); err != nil {
+	}
+	_ = os.Chmod(filepath.Join(srv.Dir, "authorized_keys"), 0o644)
+	for _, f := range []string{"commands.log", "calls.log"} {
+		p := filepath.Join(srv.Dir, f)
+		if err := os.WriteFile(p, nil, 0o666); err != nil {
 			t.Fatal(err)
 		}
+		_ = os.Chmod(p, 0o666)
+	}
+	if err := nixostest.InstallTools(srv.BinDir, nixostest.Tools{Log: filepath.Join(srv.Dir, "calls.log"), SSHDPID: filepath.Join(dir, "sshd.pid")}); err != nil {
+		t.Fatal(err)
 	}
 	return vm
 }
@@ -274,7 +306,7 @@ func newSwitchRun(t testing.TB, vm *nixosVM, deployKey *keys.Pair, workspace str
 	}
 	r.opts = Options{
 		Config: cfg, Env: plan.Env{Workspace: workspace}, Sink: sink, TempDir: t.TempDir(),
-		Builder: &rollout.Nix{Path: standinPath(t, "fake-nix/nix-switch"), Env: append(os.Environ(), "FAKE_NIX_STORE_ROOT="+r.nixRoot), Log: sink.Stream},
+		Builder: &rollout.Nix{Path: standinPath(t, "fake-nix/nix"), Env: append(os.Environ(), "FAKE_NIX_STORE_ROOT="+r.nixRoot), Log: sink.Stream},
 	}
 	return r
 }
@@ -587,7 +619,7 @@ func BenchmarkSwitchNoOp(b *testing.B) {
 	vm := startNixOSVM(b, hostKey.PrivatePEM, repo, commits[0])
 	ws := checkout(b, repo, commits[0])
 	toolLog := filepath.Join(b.TempDir(), "tools.ns")
-	nix := timed(b, standinPath(b, "fake-nix/nix-switch"), toolLog)
+	nix := timed(b, standinPath(b, "fake-nix/nix"), toolLog)
 	gitPath, err := exec.LookPath("git")
 	if err != nil {
 		b.Fatal(err)

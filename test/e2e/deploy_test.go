@@ -96,6 +96,8 @@ func TestDeployRerunDestroy(t *testing.T) {
 		}
 		wantCalls := []string{
 			"standin-install-nixos",
+			// The host key rotation asks systemd for sshd's main process.
+			"systemctl show --property MainPID --value sshd.service",
 			"nix-channel --add https://nixos.org/channels/nixos-26.05 nixos",
 			"nix-channel --update",
 			"git clone -- https://github.com/me/cfg /home/nixos/nix-config",

@@ -346,7 +346,7 @@ func (f *fleet) boot(rec azuretest.VMRecord) (*bootedVM, error) {
 		"LogLevel VERBOSE",
 		"",
 	}, "\n")
-	for name, tool := range vmTools(filepath.Join(dir, "sshd.pid")) {
+	for name, tool := range vmTools() {
 		files["bin/"+name] = tool
 	}
 	for _, d := range []string{"dev", "bin"} {
@@ -369,7 +369,7 @@ func (f *fleet) boot(rec azuretest.VMRecord) (*bootedVM, error) {
 			return nil, err
 		}
 	}
-	if err := nixostest.InstallTools(filepath.Join(dir, "bin"), nixostest.Tools{Log: filepath.Join(dir, "calls.log"), GitURLs: f.gitURLs}); err != nil {
+	if err := nixostest.InstallTools(filepath.Join(dir, "bin"), nixostest.Tools{Log: filepath.Join(dir, "calls.log"), GitURLs: f.gitURLs, SSHDPID: filepath.Join(dir, "sshd.pid")}); err != nil {
 		return nil, err
 	}
 
@@ -555,18 +555,14 @@ func (vm *bootedVM) shutdown(t testing.TB) {
 }
 
 // vmTools are the VM's /usr/local/bin besides the NixOS stand-ins
-// (nixostest.InstallTools): findmnt and lsblk as on an Azure VM with its OS
-// disk on SCSI, and systemctl's answer for sshd's main PID (the pipeline
-// sends it SIGHUP to load a rotated host key; systemctl(1) show --property
-// --value).
-func vmTools(sshdPID string) map[string]string {
+// (nixostest.InstallTools, whose systemctl answers for sshd's main PID):
+// findmnt and lsblk as on an Azure VM with its OS disk on SCSI, and uname.
+func vmTools() map[string]string {
 	return map[string]string{
 		"findmnt": "#!/bin/sh\necho /dev/sda1\n",
 		// A default (x86_64) Azure size, whatever this machine is.
 		"uname": "#!/bin/sh\nif [ \"$*\" = -m ]; then echo x86_64; else exec /bin/uname \"$@\"; fi\n",
 		"lsblk": "#!/bin/sh\ncase \"$*\" in *sda1*) echo sda ;; *) echo ;; esac\n",
-		"systemctl": "#!/bin/sh\nif [ \"$*\" = \"show --property MainPID --value sshd.service\" ]; then cat " + shellQuote(sshdPID) +
-			"; exit 0; fi\necho \"systemctl stand-in: $*: not modelled\" >&2\nexit 1\n",
 	}
 }
 

@@ -31,6 +31,7 @@ mount --rbind "$vm/dev" /dev
 # shellcheck disable=SC1090 # the path is the caller's
 . "$vmroot"
 vm_root "$vm"
+vm_nix "$vm"
 if [ -f "$vm/meminfo" ]; then
   mount --bind "$vm/meminfo" /proc/meminfo
 fi

@@ -48,7 +48,10 @@ func Nix() string { return filepath.Join(NixDir(), "nix") }
 func VMRootScript() string { return filepath.Join(testdata(), "nixos-vm", "vm-root.sh") }
 
 // vmTools are the files InstallTools copies.
-var vmTools = []string{"standin-lib.sh", "nixos-rebuild", "git", "nix-channel", "standin-install-nixos"}
+var vmTools = []string{"standin-lib.sh", "nixos-rebuild", "git", "nix-channel", "standin-install-nixos",
+	// The store, profiles and generations (standin-store.sh), and the
+	// service manager's transient units that switch arms a watchdog in.
+	"standin-store.sh", "nix-env", "nix-store", "nix-daemon", "switch-to-configuration", "systemd-run", "systemctl"}
 
 // Tools configures the VM's stand-ins (standin.env).
 type Tools struct {
@@ -59,6 +62,9 @@ type Tools struct {
 	// VM clones instead (git's url.<base>.insteadOf), as the VM has no
 	// network.
 	GitURLs map[string]string
+	// SSHDPID is the file the VM's sshd wrote its PID to: systemctl's
+	// answer for sshd.service's main process.
+	SSHDPID string
 }
 
 // InstallTools copies the VM stand-ins into binDir, which must be on the
@@ -78,6 +84,9 @@ func InstallTools(binDir string, t Tools) error {
 	env.WriteString("# Written by nixostest.InstallTools.\n")
 	if t.Log != "" {
 		fmt.Fprintf(&env, "STANDIN_LOG=%s\n", shQuote(t.Log))
+	}
+	if t.SSHDPID != "" {
+		fmt.Fprintf(&env, "STANDIN_SSHD_PID=%s\n", shQuote(t.SSHDPID))
 	}
 	n := 0
 	// The local repositories belong to the test's user; git refuses to read

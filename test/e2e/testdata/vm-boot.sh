@@ -46,6 +46,7 @@ mount --rbind "$vm/dev" /dev
 # shellcheck disable=SC1090 # the path is the caller's
 . "$vmroot"
 vm_root "$vm"
+vm_nix "$vm"
 mount --bind "$vm/bin" /usr/local/bin
 # exec keeps the PID: this is sshd's, for the systemctl stand-in.
 echo $$ >"$vm/sshd.pid"

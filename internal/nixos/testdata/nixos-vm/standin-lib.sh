@@ -20,9 +20,11 @@ if [ -f "$standin_dir/standin.env" ]; then
   . "$standin_dir/standin.env"
 fi
 
-# standin_log records this call, as the tests read it back.
+# standin_log records this call, as the tests read it back; a stand-in
+# that another one runs (nixos-rebuild's nix-env) is part of that call and
+# is not recorded (STANDIN_NESTED, which standin_nested sets).
 standin_log() {
-  if [ -n "${STANDIN_LOG-}" ]; then
+  if [ -n "${STANDIN_LOG-}" ] && [ -z "${STANDIN_NESTED-}" ]; then
     printf '%s\n' "$(basename "$0")${*:+ $*}" >>"$STANDIN_LOG"
   fi
 }
@@ -65,4 +67,10 @@ inspect_git() {
   env -u GIT_CONFIG_COUNT GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_SYSTEM="$_conf" "$(real_git_path)" "$@" || _rc=$?
   rm -f "$_conf"
   return $_rc
+}
+
+# standin_nested: what this stand-in runs from here on is part of its call.
+standin_nested() {
+  STANDIN_NESTED=1
+  export STANDIN_NESTED
 }

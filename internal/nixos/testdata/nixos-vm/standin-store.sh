@@ -239,6 +239,12 @@ store_realise() {
   echo "$_got"
 }
 
+# On a test VM the store is its own /nix (vm_nix, vm-root.sh): never the
+# test machine's.
+if [ -z "$STORE_ROOT" ] && [ ! -e /nix/.standin-vm ]; then
+  die "$(basename "$0") (stand-in): /nix is not a test VM's own (no /nix/.standin-vm); refusing to touch it"
+fi
+
 standin_store_dir=$(cd "$(dirname "$0")" && pwd)
 case $standin_store_dir in
 */fake-nix) standin_store_dir=$(cd "$standin_store_dir/../nixos-vm" && pwd) ;;

@@ -44,3 +44,36 @@ vm_root() {
     hostname "$(cat "$_vm/etc/hostname")"
   fi
 }
+
+# vm_nix VMDIR gives the VM its own Nix store and /run, and boots what its
+# system profile says, as NixOS's stage 2 does:
+#   /nix      VMDIR/nix: the store, the system profile and its generations
+#             (standin-store.sh), kept across a reboot
+#   /run      VMDIR/run, emptied first: a tmpfs on a real machine, empty at
+#             every boot (a directory here, so the test can stop the
+#             transient units the VM leaves running), with /run/sshd and
+#             /run/systemd/system (systemd runs: nixos-rebuild-ng's test)
+#   boot      when the profile has a generation, /run/booted-system is its
+#             system and the system is activated (nixpkgs
+#             nixos/modules/system/boot/stage-2-init.sh runs
+#             $systemConfig/activate and links /run/booted-system; the
+#             activation links /run/current-system); the output goes to
+#             VMDIR/boot.log
+#   markers   /nix/.standin-vm and /run/standin-vm: the stand-ins that
+#             write the store, the profiles or /run refuse to run without
+#             them, so they never touch the test machine's own /nix or /run
+vm_nix() {
+  _vm=$1
+  mkdir -p "$_vm/nix/store" "$_vm/nix/var/nix/profiles" "$_vm/run"
+  : >"$_vm/nix/.standin-vm"
+  mount --bind "$_vm/nix" /nix
+  find "$_vm/run" -mindepth 1 -delete
+  mount --bind "$_vm/run" /run
+  mkdir -p /run/sshd /run/systemd/system
+  : >/run/standin-vm
+  if [ -L /nix/var/nix/profiles/system ]; then
+    _sys=$(readlink -f /nix/var/nix/profiles/system)
+    ln -s "$_sys" /run/booted-system
+    "$_sys/bin/switch-to-configuration" test >"$_vm/boot.log" 2>&1
+  fi
+}
