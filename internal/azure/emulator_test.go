@@ -274,3 +274,44 @@ func TestPreflightAgainstTheEmulator(t *testing.T) {
 		}
 	})
 }
+
+// TestFailedVMIsNotReused: a VM whose create operation failed stays in provisioning state Failed
+// (the emulator keeps it, as Azure does); a re-run refuses to reuse it, says why with the instance
+// view's message, and keeps its ID so the caller can read its serial log.
+func TestFailedVMIsNotReused(t *testing.T) {
+	t.Parallel()
+	emu := azuretest.New(azuretest.Options{})
+	t.Cleanup(emu.Close)
+	emu.InjectFault(azuretest.FailOperation("AllocationFailed", azuretest.Match{Method: "PUT", ResourceType: "Microsoft.Compute/virtualMachines"}))
+	p := emulatorProvisioner(t, emu)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s := emulatorSpec()
+	s.AutoShutdown = ""
+	if _, err := p.Provision(ctx, s, nil); err == nil {
+		t.Fatal("the first create succeeded despite the fault")
+	}
+	emu.ResetRequests()
+	res, err := p.Provision(ctx, s, nil)
+	var he *azure.HintError
+	if !errors.As(err, &he) || he.Code != "VMProvisioningFailed" {
+		t.Fatalf("re-run: err = %v, want the failed VM refused", err)
+	}
+	for _, w := range []string{"creation failed (provisioning state Failed)", "AllocationFailed", "command: destroy", "cleanup-on-failure"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("err = %v\nwant %q", err, w)
+		}
+	}
+	if res == nil || res.VMID == "" {
+		t.Errorf("result %+v: want the VM's ID for its serial log", res)
+	}
+	for _, r := range emu.Requests() {
+		if r.Method == "PUT" {
+			t.Errorf("re-run sent %s %s", r.Method, r.Path)
+		}
+	}
+	info, err := p.LookupVM(ctx, s.ResourceGroup, s.VMName)
+	if err != nil || info.ProvisioningState != "Failed" || !strings.Contains(info.StatusMessage, "AllocationFailed") {
+		t.Errorf("LookupVM = %+v, %v", info, err)
+	}
+}

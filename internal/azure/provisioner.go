@@ -391,6 +391,12 @@ func (p *Provisioner) Provision(ctx context.Context, s Spec, progress func(Event
 			if !isOurs(vm.Tags) {
 				return r.res, &ForeignResourceError{Kind: "virtual machine", Name: s.VMName, ID: deref(vm.ID)}
 			}
+			if strings.EqualFold(deref(vm.Properties.ProvisioningState), "Failed") {
+				// Its create failed (AllocationFailed, OSProvisioningTimedOut, ...): it is not a
+				// machine to install onto. VMID lets the caller show its serial log.
+				r.res.VMID = deref(vm.ID)
+				return r.res, p.failedVMError(ctx, &s)
+			}
 			existingVM = vm
 			r.res.VMID = deref(vm.ID)
 			r.res.Notes = append(r.res.Notes, reuseNotes(vm, &s)...)

@@ -239,6 +239,42 @@ type VMInfo struct {
 	// view ("Ready", "Not Ready"; "" when Azure reports none). Run Command
 	// and every other extension run through the agent only.
 	AgentStatus string
+	// StatusMessage is the instance view's provisioning status when it is not a success:
+	// "failed/AllocationFailed: Allocation failed. ...".
+	StatusMessage string
+}
+
+// FailedVMHint says what to do with a VM whose creation failed.
+const FailedVMHint = "a VM whose creation failed is not reused as if it were healthy: remove it with command: destroy and deploy again, or re-run with cleanup-on-failure: true, which deletes the resource group when a deploy fails; the serial log shows what the VM did"
+
+// failedVMError reports a VM in provisioning state Failed, with the instance view's status.
+func (p *Provisioner) failedVMError(ctx context.Context, s *Spec) error {
+	msg := ""
+	if vm, err := p.getVM(ctx, s.ResourceGroup, s.VMName, true); err == nil && vm.Properties != nil {
+		msg = provisioningStatus(vm.Properties.InstanceView)
+	}
+	err := fmt.Errorf("virtual machine %q exists but its creation failed (provisioning state Failed)", s.VMName)
+	if msg != "" {
+		err = fmt.Errorf("virtual machine %q exists but its creation failed (provisioning state Failed): %s", s.VMName, msg)
+	}
+	return &HintError{Err: err, Code: "VMProvisioningFailed", Hint: FailedVMHint}
+}
+
+// provisioningStatus is the instance view's provisioning status when it is not a success.
+func provisioningStatus(iv *armcompute.VirtualMachineInstanceView) string {
+	if iv == nil {
+		return ""
+	}
+	for _, st := range iv.Statuses {
+		code := deref(st.Code)
+		if strings.HasPrefix(code, "ProvisioningState/") && !strings.EqualFold(code, "ProvisioningState/succeeded") {
+			if m := deref(st.Message); m != "" {
+				return strings.TrimPrefix(code, "ProvisioningState/") + ": " + m
+			}
+			return strings.TrimPrefix(code, "ProvisioningState/")
+		}
+	}
+	return ""
 }
 
 // LookupVM reads a VM, its tags, power state, public IP and FQDN. A missing group or VM gives an
@@ -261,6 +297,7 @@ func (p *Provisioner) LookupVM(ctx context.Context, rg, name string) (*VMInfo, e
 	info.HostKey = info.Tags[TagHostKey]
 	if pr := vm.Properties; pr != nil {
 		info.ProvisioningState = deref(pr.ProvisioningState)
+		info.StatusMessage = provisioningStatus(pr.InstanceView)
 		if pr.HardwareProfile != nil {
 			info.Size = string(deref(pr.HardwareProfile.VMSize))
 		}

@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -876,5 +877,44 @@ func TestVMKeepsItsConfiguration(t *testing.T) {
 	}
 	if !strings.Contains(out, "the configuration /etc/nixos#az-nixos is active") {
 		t.Errorf("sudo nixos-rebuild switch said:\n%s", out)
+	}
+}
+
+// TestExistingFailedVMIsNotReused (issue 14): a VM whose creation failed
+// (provisioning state Failed) is not treated as a machine to install onto:
+// the run says so with Azure's status message and the serial log, tells the
+// user what to do, and with cleanup-on-failure deletes the group.
+func TestExistingFailedVMIsNotReused(t *testing.T) {
+	t.Parallel()
+	for _, cleanup := range []bool{false, true} {
+		t.Run(fmt.Sprintf("cleanup-on-failure=%v", cleanup), func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t)
+			h.cloud.exists, h.cloud.managed, h.cloud.rgExists = true, true, true
+			h.cloud.hostKeyTag = userPub // any key: the run must not get as far as pinning it
+			h.cloud.failed = "failed/AllocationFailed: Allocation failed. We do not have sufficient capacity for the requested VM size in this region."
+			res := h.run(context.Background(), h.options(map[string]string{"cleanup-on-failure": fmt.Sprint(cleanup)}))
+			if res.Err == nil || res.FailedStage != "provision" {
+				t.Fatalf("err = %v in %q, want a provision failure", res.Err, res.FailedStage)
+			}
+			for _, w := range []string{"creation failed (provisioning state Failed)", "AllocationFailed: Allocation failed"} {
+				if !strings.Contains(res.Err.Error(), w) {
+					t.Errorf("err = %v, want %q", res.Err, w)
+				}
+			}
+			if !strings.Contains(res.Hint, "command: destroy") || !strings.Contains(res.Hint, "cleanup-on-failure") {
+				t.Errorf("hint = %q", res.Hint)
+			}
+			if res.SerialLog == "" {
+				t.Error("no serial log with the failure")
+			}
+			calls := strings.Join(h.cloud.Calls(), "\n")
+			if strings.Contains(calls, "provision ") {
+				t.Errorf("the failed VM was provisioned over:\n%s", calls)
+			}
+			if got := strings.Contains(calls, "destroy "); got != cleanup {
+				t.Errorf("destroy called = %v with cleanup-on-failure %v:\n%s", got, cleanup, calls)
+			}
+		})
 	}
 }

@@ -84,6 +84,16 @@ func (s *state) stageProvision(ctx context.Context) (string, error) {
 			return "", &StageError{Stage: "provision", Err: fmt.Errorf("virtual machine %q in resource group %q exists and is not tagged %s=%s", s.cfg.VMName, s.cfg.ResourceGroup, plan.TagManagedBy, plan.ManagedByValue),
 				Hint: "it was not made by nixos-cloud-deploy and is never modified; pick another vm-name or resource-group"}
 		}
+		if strings.EqualFold(info.ProvisioningState, "Failed") {
+			// Its creation failed: nothing to install onto. The failure
+			// path shows its serial log and cleans up as asked.
+			s.machine = &azure.Result{VMID: info.ID, PublicIP: info.PublicIP, FQDN: info.FQDN}
+			msg := fmt.Sprintf("virtual machine %q exists but its creation failed (provisioning state Failed)", s.cfg.VMName)
+			if info.StatusMessage != "" {
+				msg += ": " + info.StatusMessage
+			}
+			return "", &StageError{Stage: "provision", Err: errors.New(msg), Hint: azure.FailedVMHint}
+		}
 		if info.HostKey == "" {
 			return "", &StageError{Stage: "provision", Err: fmt.Errorf("virtual machine %q exists but has no %s tag, so its host key cannot be verified", s.cfg.VMName, plan.TagSSHHostKey),
 				Hint: "destroy it (command: destroy) and deploy again"}

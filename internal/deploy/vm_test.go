@@ -296,6 +296,7 @@ type fakeCloud struct {
 	destroyed     bool
 	managed       bool   // LookupVM says the VM is tagged ours
 	powerState    string // "" means running
+	failed        string // the VM's creation failed with this status message (provisioning state Failed)
 	size          string
 	// agentStatus is the VM agent's status in the instance view; "" means
 	// "Ready".
@@ -346,7 +347,15 @@ func (c *fakeCloud) LookupVM(_ context.Context, rg, vm string) (*azure.VMInfo, e
 	}
 	return &azure.VMInfo{ID: "/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/" + rg + "/providers/Microsoft.Compute/virtualMachines/" + vm,
 		Name: vm, ResourceGroup: rg, Managed: c.managed, HostKey: c.hostKeyTag, PowerState: power, Size: size,
-		PublicIP: "127.0.0.1", FQDN: vm + ".uksouth.cloudapp.azure.com", AgentStatus: c.agent()}, nil
+		PublicIP: "127.0.0.1", FQDN: vm + ".uksouth.cloudapp.azure.com", AgentStatus: c.agent(),
+		ProvisioningState: c.provisioningState(), StatusMessage: c.failed}, nil
+}
+
+func (c *fakeCloud) provisioningState() string {
+	if c.failed != "" {
+		return "Failed"
+	}
+	return "Succeeded"
 }
 
 func (c *fakeCloud) agent() string {
