@@ -120,7 +120,7 @@ func TestSerialLog(t *testing.T) {
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("tail (-want +got):\n%s", d)
 	}
-	if d := cmp.Diff([]string{""}, auth); d != "" {
+	if d := cmp.Diff([]string{"", ""}, auth); d != "" { // HEAD for the size, then GET
 		t.Errorf("Authorization headers sent to the blob (-want +got):\n%s", d)
 	}
 

@@ -3,6 +3,7 @@ package azure_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -313,5 +314,41 @@ func TestFailedVMIsNotReused(t *testing.T) {
 	info, err := p.LookupVM(ctx, s.ResourceGroup, s.VMName)
 	if err != nil || info.ProvisioningState != "Failed" || !strings.Contains(info.StatusMessage, "AllocationFailed") {
 		t.Errorf("LookupVM = %+v, %v", info, err)
+	}
+}
+
+// TestSerialLogTailReadsTheEnd: the serial log grows through every boot; its tail is read from the
+// end of the blob with a Range request the Blob service accepts, not from its first megabytes.
+func TestSerialLogTailReadsTheEnd(t *testing.T) {
+	t.Parallel()
+	emu := azuretest.New(azuretest.Options{})
+	t.Cleanup(emu.Close)
+	p := emulatorProvisioner(t, emu)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s := emulatorSpec()
+	s.AutoShutdown = ""
+	if _, err := p.Provision(ctx, s, nil); err != nil {
+		t.Fatal(err)
+	}
+	var log strings.Builder
+	log.WriteString("[    0.000000] first boot\r\n")
+	for i := 0; log.Len() < 12<<20; i++ {
+		fmt.Fprintf(&log, "[%10d.000000] a boot that went on for a while, line %d\r\n", i, i)
+	}
+	log.WriteString("[ 9999.000000] kexec_core: Starting new kernel\r\n[ 9999.500000] the last line\r\n")
+	emu.SetSerialLog(s.VMName, log.String())
+	emu.ResetRequests()
+	got, err := p.SerialLog(ctx, s.ResourceGroup, s.VMName, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "[ 9999.000000] kexec_core: Starting new kernel\r\n[ 9999.500000] the last line\r\n"; got != want {
+		t.Errorf("tail = %q, want %q", got, want)
+	}
+	for _, r := range emu.Requests() {
+		if strings.HasPrefix(r.Path, "/bootdiagnostics/") && r.Method == "GET" && r.Status != 206 {
+			t.Errorf("GET of the blob answered %d, want 206 (a range of its end)", r.Status)
+		}
 	}
 }

@@ -82,6 +82,9 @@ func Run(ctx context.Context, env Env) int {
 	if err != nil {
 		return badInput(sink, err)
 	}
+	for _, w := range cfg.Warnings {
+		sink.Warningf("%s", w)
+	}
 	r := &runner{env: env, sink: sink, actionMode: actionMode, cfg: cfg}
 	return r.run(ctx)
 }

@@ -57,7 +57,7 @@ func TestDryRunIsThePlan(t *testing.T) {
 
 func TestBadInputExitCodeAndEveryError(t *testing.T) {
 	t.Parallel()
-	code, out, errs := run(t, []string{"deploy", "-n", "Bad_Name", "-l", "uksouht"}, nil)
+	code, out, errs := run(t, []string{"deploy", "-n", "Bad_Name", "-l", "UK South"}, nil)
 	if code != ExitBadInput {
 		t.Fatalf("exit %d, want %d", code, ExitBadInput)
 	}
@@ -206,5 +206,18 @@ func assertNoSecret(t *testing.T, where, text string, secrets ...string) {
 				t.Errorf("%s contains a secret line %q", where, line)
 			}
 		}
+	}
+}
+
+// TestUnknownLocationIsAWarning: a location this version does not know is
+// used, with a warning naming the nearest known one (new regions appear).
+func TestUnknownLocationIsAWarning(t *testing.T) {
+	t.Parallel()
+	code, out, errs := run(t, []string{"plan", "-n", "web-01", "-l", "uksouht"}, nil)
+	if code != ExitOK {
+		t.Fatalf("exit %d, stderr:\n%s", code, errs)
+	}
+	if !strings.Contains(out+errs, `location "uksouht" is not a region this version knows; did you mean "uksouth"?`) {
+		t.Errorf("no warning:\n%s\n%s", out, errs)
 	}
 }

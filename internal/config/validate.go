@@ -88,6 +88,9 @@ type Config struct {
 	DryRun           bool
 	// Switch holds what only command switch uses; nil for the others.
 	Switch *SwitchConfig
+	// Warnings are about inputs that are used but look wrong (a location
+	// this version does not know); the caller prints them.
+	Warnings []string
 }
 
 // SwitchConfig is how switch reaches the machine and moves it to the new
@@ -168,6 +171,9 @@ func Parse(in Inputs) (Config, error) {
 		check(CheckResourceGroup(c.ResourceGroup))
 	}
 	check(CheckLocation(c.Location))
+	if w := LocationWarning(c.Location); w != "" {
+		c.Warnings = append(c.Warnings, w)
+	}
 	check(CheckSize(c.Size))
 	check(CheckImage(c.Image))
 	c.OSDiskSizeGB, err = parseDiskSize(in.OSDiskSizeGB)
@@ -477,12 +483,20 @@ func CheckLocation(s string) error {
 	if !locationRE.MatchString(s) {
 		return &FieldError{Input: "location", Value: s, Rule: "must be a lower-case region name of letters and digits, for example uksouth"}
 	}
-	if hint := didYouMean(s, regionNames()); hint != "" {
-		return &FieldError{Input: "location", Value: s, Rule: "is not a known Azure region" + hint}
-	}
 	// An unknown, well-formed name may be a new region or an Azure Stack
-	// location: Azure itself is the judge.
+	// location: Azure itself is the judge (deploy's pre-flight check refuses
+	// a location that offers no VM sizes before anything is created), and
+	// LocationWarning says what it may have meant.
 	return nil
+}
+
+// LocationWarning is a warning for a well-formed location this version does
+// not know, with the nearest known region, or "".
+func LocationWarning(s string) string {
+	if knownRegions[s] || !locationRE.MatchString(s) {
+		return ""
+	}
+	return fmt.Sprintf("location %q is not a region this version knows%s: it is used as given (new regions appear), and Azure refuses it if it does not exist", s, didYouMean(s, regionNames()))
 }
 
 // CheckSize checks a VM size name and refuses known sizes with too little

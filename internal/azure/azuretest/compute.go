@@ -490,12 +490,53 @@ func (e *Emulator) serveBootDiagnosticsBlob(w http.ResponseWriter, r *http.Reque
 	default:
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("x-ms-blob-type", "AppendBlob")
+		w.Header().Set("Accept-Ranges", "bytes")
+		status := http.StatusOK
+		if r.Method == http.MethodGet {
+			start, end, ok := blobRange(r, len(body))
+			switch {
+			case ok && start >= len(body):
+				writeStorageError(w, http.StatusRequestedRangeNotSatisfiable, "InvalidRange", "The range specified is invalid for the current size of the resource.")
+				return
+			case ok:
+				w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, end, len(body)))
+				body, status = body[start:end+1], http.StatusPartialContent
+			}
+		}
 		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-		w.WriteHeader(http.StatusOK)
+		w.WriteHeader(status)
 		if r.Method == http.MethodGet {
 			_, _ = w.Write(body)
 		}
 	}
+}
+
+// blobRange reads the Range (or x-ms-range, which wins) of a Get Blob. The Blob service takes
+// "bytes=start-" and "bytes=start-end" only, not the suffix form "bytes=-n" (Microsoft Learn,
+// "Specifying the range header for Blob service operations"); anything else is ignored and the
+// whole blob is served.
+func blobRange(r *http.Request, size int) (start, end int, ok bool) {
+	h := r.Header.Get("x-ms-range")
+	if h == "" {
+		h = r.Header.Get("Range")
+	}
+	spec, found := strings.CutPrefix(h, "bytes=")
+	if !found {
+		return 0, 0, false
+	}
+	a, b, _ := strings.Cut(spec, "-")
+	start, err := strconv.Atoi(a)
+	if err != nil || start < 0 {
+		return 0, 0, false
+	}
+	end = size - 1
+	if b != "" {
+		if end, err = strconv.Atoi(b); err != nil || end < start {
+			return 0, 0, false
+		}
+		end = min(end, size-1)
+	}
+	return start, end, true
 }
 
 // checkLinuxSSH applies the compute RP's rules for a Linux VM's SSH settings (Microsoft Learn,
