@@ -17,7 +17,7 @@ import (
 
 // emulatorProvisioner wires the package's public API to the HTTPS ARM emulator the way the
 // action does for an Azure Stack Hub: discovery, client-secret credential, provisioner.
-func emulatorProvisioner(t testing.TB, emu *azuretest.Emulator) *azure.Provisioner {
+func emulatorProvisioner(t testing.TB, emu *azuretest.Emulator, more ...azure.Option) *azure.Provisioner {
 	t.Helper()
 	ctx := context.Background()
 	rc, err := azure.ResolveCloud(ctx, azure.Cloud{Name: azure.CloudStack, ARMEndpoint: emu.URL()}, emu.HTTPClient())
@@ -34,7 +34,7 @@ func emulatorProvisioner(t testing.TB, emu *azuretest.Emulator) *azure.Provision
 	opts.Transport = emu.HTTPClient()
 	opts.Retry = policy.RetryOptions{RetryDelay: 5 * time.Millisecond, MaxRetryDelay: 50 * time.Millisecond}
 	p, err := azure.NewProvisioner(o.SubscriptionID, cred, opts,
-		azure.WithPollFrequency(5*time.Millisecond), azure.WithHTTPClient(emu.HTTPClient()))
+		append([]azure.Option{azure.WithPollFrequency(5 * time.Millisecond), azure.WithHTTPClient(emu.HTTPClient())}, more...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,5 +350,49 @@ func TestSerialLogTailReadsTheEnd(t *testing.T) {
 		if strings.HasPrefix(r.Path, "/bootdiagnostics/") && r.Method == "GET" && r.Status != 206 {
 			t.Errorf("GET of the blob answered %d, want 206 (a range of its end)", r.Status)
 		}
+	}
+}
+
+// TestAzureStackHubIsRefusedBeforeAnythingIsCreated (issue 14): an Azure Stack Hub on its newest
+// API profile (2020-09-01-hybrid) offers none of the API versions the SDK sends; the AzureStack
+// path reads the providers first and refuses, naming what is missing, with nothing created. An
+// endpoint that offers them (the default emulator) passes.
+func TestAzureStackHubIsRefusedBeforeAnythingIsCreated(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name    string
+		profile azuretest.APIVersions
+		want    []string
+	}{
+		{"hub profile", azuretest.AzureStackHubProfile, []string{"Microsoft.Compute/virtualMachines 2026-04-01 (it offers 2020-06-01)",
+			"Microsoft.Network/publicIPAddresses 2025-05-01 (it offers 2018-11-01)", "Microsoft.DevTestLab/schedules 2018-09-15 (the type is not offered)", "not supported"}},
+		{"current versions", nil, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			emu := azuretest.New(azuretest.Options{APIVersions: tc.profile})
+			t.Cleanup(emu.Close)
+			p := emulatorProvisioner(t, emu, azure.WithAPIVersionCheck())
+			_, err := p.Provision(ctx, emulatorSpec(), nil)
+			if tc.want == nil {
+				if err != nil {
+					t.Fatalf("Provision: %v", err)
+				}
+				return
+			}
+			var he *azure.HintError
+			if !errors.As(err, &he) || he.Code != "NoRegisteredProviderFound" {
+				t.Fatalf("err = %v, want the API versions refused", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("err = %v\nwant %q", err, w)
+				}
+			}
+			if ids := emu.ResourceIDs(); len(ids) != 0 {
+				t.Errorf("left behind: %v", ids)
+			}
+		})
 	}
 }

@@ -50,6 +50,9 @@ type Provisioner struct {
 	tags      *armresources.TagsClient
 	skus      *armcompute.ResourceSKUsClient
 	usage     *armcompute.UsageClient
+	providers *armresources.ProvidersClient
+
+	checkAPIVersions bool // WithAPIVersionCheck
 }
 
 // Option tunes a Provisioner.
@@ -87,6 +90,18 @@ func NewProvisioner(subscriptionID string, cred azcore.TokenCredential, opts *ar
 	if err != nil {
 		return nil, fmt.Errorf("failed to create compute client: %w", err)
 	}
+	// Provider documents are read with a version every ARM endpoint has, Azure Stack Hub's
+	// 2020-09-01-hybrid profile included (Microsoft.Resources 2019-10-01): the point of reading
+	// them is to find out which versions an endpoint lacks.
+	provOpts := arm.ClientOptions{}
+	if opts != nil {
+		provOpts = *opts
+	}
+	provOpts.APIVersion = providersAPIVersion
+	providers, err := armresources.NewProvidersClient(subscriptionID, cred, &provOpts)
+	if err != nil {
+		return nil, fmt.Errorf("failed to create providers client: %w", err)
+	}
 	p := &Provisioner{
 		subscriptionID: subscriptionID,
 		pollFrequency:  DefaultPollFrequency,
@@ -100,6 +115,7 @@ func NewProvisioner(subscriptionID string, cred azcore.TokenCredential, opts *ar
 		nics:           nf.NewInterfacesClient(),
 		vms:            cf.NewVirtualMachinesClient(),
 		tags:           rf.NewTagsClient(),
+		providers:      providers,
 		skus:           cf.NewResourceSKUsClient(),
 		usage:          cf.NewUsageClient(),
 	}
@@ -352,6 +368,16 @@ func (p *Provisioner) Provision(ctx context.Context, s Spec, progress func(Event
 	start := p.now()
 	r := &run{p: p, progress: progress, res: &Result{}}
 	defer func() { r.res.Total = p.now().Sub(start) }()
+
+	// An endpoint that lacks the API versions (an Azure Stack Hub) would refuse even the first
+	// read: check them before anything else.
+	if p.checkAPIVersions {
+		o := p.checkProviderVersions(ctx, &s)
+		if o.err != nil {
+			return r.res, o.err
+		}
+		r.res.Notes = append(r.res.Notes, o.notes...)
+	}
 
 	// The pre-flight checks read while the group and the VM are looked up; the first write
 	// waits for them. A VM that exists is reused whatever they say.

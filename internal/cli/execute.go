@@ -95,7 +95,13 @@ func (r *runner) connectAzure(ctx context.Context) (*azure.Provisioner, error) {
 		return nil, err
 	}
 	r.sink.Infof("azure: %s, credential %s, subscription %s", rc.Name, method, a.SubscriptionID)
-	return azure.NewProvisioner(a.SubscriptionID, cred, rc.ClientOptions(), azure.WithClientID(a.ClientID))
+	opts := []azure.Option{azure.WithClientID(a.ClientID)}
+	if rc.Name == azure.CloudStack {
+		// An Azure Stack Hub lacks the API versions the SDK sends:
+		// refuse before anything is created, saying which.
+		opts = append(opts, azure.WithAPIVersionCheck())
+	}
+	return azure.NewProvisioner(a.SubscriptionID, cred, rc.ClientOptions(), opts...)
 }
 
 // oidcSubject is the federated-credential subject GitHub puts in this run's

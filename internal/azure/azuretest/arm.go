@@ -84,6 +84,10 @@ func (e *Emulator) serveARM(w http.ResponseWriter, r *http.Request, body []byte)
 		return
 	}
 	var aerr *apiError
+	if aerr = e.checkAPIVersion(c); aerr != nil {
+		aerr.write(w)
+		return
+	}
 	if scope, ok := tagsScope(r.URL.Path); ok {
 		if aerr = e.serveTags(w, c, scope); aerr != nil {
 			aerr.write(w)
@@ -94,10 +98,7 @@ func (e *Emulator) serveARM(w http.ResponseWriter, r *http.Request, body []byte)
 	case kindOperation, kindOperationResult:
 		e.serveOperation(w, r, t)
 	case kindProvider:
-		writeJSON(w, http.StatusOK, map[string]any{
-			"id": "/subscriptions/" + t.sub + "/providers/" + t.ns, "namespace": t.ns,
-			"registrationState": "Registered", "resourceTypes": []any{},
-		})
+		aerr = e.serveProvider(w, c)
 	case kindResourceGroups:
 		aerr = e.listGroups(w, c)
 	case kindResourceGroup:

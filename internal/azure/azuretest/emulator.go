@@ -91,6 +91,10 @@ type Options struct {
 	// DefaultLocations. A size or location outside them is refused with SkuNotAvailable.
 	SKUs      []SKU
 	Locations []string
+	// APIVersions, when set, are the only api-versions served per resource type (for example
+	// AzureStackHubProfile); nil serves every version and lists PublicAzureAPIVersions in the
+	// provider documents.
+	APIVersions APIVersions
 }
 
 // Emulator is a running ARM emulator. All methods are safe for concurrent use.
