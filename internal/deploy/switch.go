@@ -330,7 +330,7 @@ func (s *state) stageBuildCopy(ctx context.Context) (string, error) {
 	}
 	defer done()
 	if err := b.Copy(ctx, to, false, s.sw.top.Out); err != nil {
-		return "", err
+		return "", s.copyError(err)
 	}
 	return summary, nil
 }
@@ -343,7 +343,7 @@ func (s *state) buildOnTarget(ctx context.Context) (string, error) {
 	err = s.builder().Copy(ctx, to, true, s.sw.top.Drv)
 	done()
 	if err != nil {
-		return "", err
+		return "", s.copyError(err)
 	}
 	m := s.swMachine()
 	dry, err := m.RealiseDryRun(ctx, s.sw.top.Drv)
@@ -373,6 +373,17 @@ func (s *state) buildOnTarget(ctx context.Context) (string, error) {
 	s.sw.report.Diff = &d
 	s.logDiff()
 	return d.Summary() + "; " + dry.Summary(), nil
+}
+
+// copyError adds what the user can do when the machine's Nix refused the
+// copy: paths from a user it does not trust must be signed
+// (NixOS/nix src/libstore/daemon.cc; nix.conf trusted-users).
+func (s *state) copyError(err error) error {
+	if strings.Contains(err.Error(), "lacks a signature by a trusted key") {
+		return &StageError{Stage: "build/copy", Err: err,
+			Hint: fmt.Sprintf("nix copy goes as %s, whom the machine's Nix does not trust: add nix.settings.trusted-users = [ \"@wheel\" ] (or %q) to the flake, or switch as root with deploy-key; nothing was activated", s.cfg.Switch.User, s.cfg.Switch.User)}
+	}
+	return err
 }
 
 func (s *state) logDiff() {

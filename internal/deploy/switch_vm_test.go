@@ -74,6 +74,11 @@ func configRepo(t testing.TB, revs ...map[string]string) (string, []string) {
 // userConfig is a user's flake at one revision: packages and whether root
 // may log in.
 func userConfig(deployKey string, packages string, noRoot bool) map[string]string {
+	return userConfigFor(deployKey, userPub, packages, noRoot)
+}
+
+// userConfigFor is userConfig with the key the user nixos logs in with.
+func userConfigFor(deployKey, userKey string, packages string, noRoot bool) map[string]string {
 	conf := "{ pkgs, ... }: {\n  environment.systemPackages = with pkgs; [ " + packages + " ];\n"
 	if noRoot {
 		conf += "  services.openssh.settings.PermitRootLogin = \"no\";\n"
@@ -88,7 +93,7 @@ func userConfig(deployKey string, packages string, noRoot bool) map[string]strin
 }
 `,
 		"configuration.nix": conf,
-		"settings.json":     `{"userName":"nixos","authorizedKeys":["` + userPub + `"],"rootAuthorizedKeys":["` + deployKey + `"]}` + "\n",
+		"settings.json":     `{"userName":"nixos","authorizedKeys":["` + userKey + `"],"rootAuthorizedKeys":["` + deployKey + `"]}` + "\n",
 	}
 }
 
@@ -754,5 +759,72 @@ func TestSwitchAzureVMByName(t *testing.T) {
 	out := r.outputs(t)
 	if out["fqdn"] != "az-nixos.uksouth.cloudapp.azure.com" || !strings.Contains(out["ssh-host-key"], keys.AuthorizedKey(hostKey.Public, "")) || out["generation"] != "1" {
 		t.Errorf("outputs %v", out)
+	}
+}
+
+// The flake locks root out; the switch logs in as the user with
+// passwordless sudo (target-user, target-ssh-key), whom the VM's Nix
+// trusts, and the nix copy goes as that user too.
+func TestSwitchAsASudoUser(t *testing.T) {
+	t.Parallel()
+	deployKey, hostKey := switchFixture(t)
+	userKey, err := keys.New(nil, "me@laptop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := keys.AuthorizedKey(deployKey.Public, "nixos-cloud-deploy")
+	user := keys.AuthorizedKey(userKey.Public, "me@laptop")
+	repo, commits := configRepo(t, userConfigFor(root, user, "htop", true), userConfigFor(root, user, "htop ripgrep", true))
+	vm := startNixOSVM(t, hostKey.PrivatePEM, repo, commits[0], nixosVMOptions{trusted: "root nixos"})
+	r := newSwitchRun(t, vm, deployKey, checkout(t, repo, commits[1]), map[string]string{
+		"deploy-key": "", "target-user": "nixos", "target-ssh-key": string(userKey.PrivatePEM)})
+	res := r.deploy(t)
+	if res.Err != nil {
+		t.Fatalf("switch failed in %s: %v\n%s", res.FailedStage, res.Err, r.stdout.String())
+	}
+	if gen, path, current := vm.generation(t); gen != 2 || current != path {
+		t.Errorf("VM: generation %d %s running %s", gen, path, current)
+	}
+	sudo := 0
+	for _, c := range vm.srv.Commands() {
+		if strings.HasPrefix(c, "sudo -n -- sh -c ") {
+			sudo++
+		}
+	}
+	if sudo < 3 { // probe, activate, confirm at least
+		t.Errorf("%d commands through sudo -n, want the probe, the activation and the confirmation:\n%q", sudo, vm.srv.Commands())
+	}
+	if n := vm.logins(userKey.Public); n != 3 {
+		t.Errorf("%d logins as the user, want 3 (connect, copy, confirm)", n)
+	}
+	if n := vm.logins(deployKey.Public); n != 0 {
+		t.Errorf("%d logins with the deploy key, which root refuses here", n)
+	}
+}
+
+// The Nix daemon refuses unsigned paths from a user it does not trust
+// (nix.conf trusted-users): the copy fails and nothing is activated.
+func TestSwitchAsAnUntrustedUserCopiesNothing(t *testing.T) {
+	t.Parallel()
+	deployKey, hostKey := switchFixture(t)
+	userKey, err := keys.New(nil, "me@laptop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := keys.AuthorizedKey(deployKey.Public, "nixos-cloud-deploy")
+	user := keys.AuthorizedKey(userKey.Public, "me@laptop")
+	repo, commits := configRepo(t, userConfigFor(root, user, "htop", true), userConfigFor(root, user, "htop ripgrep", true))
+	vm := startNixOSVM(t, hostKey.PrivatePEM, repo, commits[0]) // trusted-users = root
+	r := newSwitchRun(t, vm, deployKey, checkout(t, repo, commits[1]), map[string]string{
+		"deploy-key": "", "target-user": "nixos", "target-ssh-key": string(userKey.PrivatePEM)})
+	res := r.deploy(t)
+	if res.FailedStage != "build/copy" || res.Err == nil || !strings.Contains(res.Err.Error(), "lacks a signature by a trusted key") || !strings.Contains(res.Hint, "trusted-users") {
+		t.Fatalf("failed in %q: %v (hint %q)", res.FailedStage, res.Err, res.Hint)
+	}
+	if vm.ran("nix-env") || vm.ran("systemd-run") {
+		t.Error("something was activated after the refused copy")
+	}
+	if gen, _, _ := vm.generation(t); gen != 1 {
+		t.Errorf("VM at generation %d", gen)
 	}
 }
