@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resources/armresources/v4"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -35,6 +36,7 @@ func TestDestroy(t *testing.T) {
 			wantDeleted: true,
 			wantGroups:  []string{"other-rg"},
 			wantRes: []string{
+				"Microsoft.Compute/disks/az-nixos-osdisk",
 				"Microsoft.Compute/virtualMachines/az-nixos",
 				"Microsoft.DevTestLab/schedules/shutdown-computevm-az-nixos",
 				"Microsoft.Network/networkInterfaces/az-nixos-nic",
@@ -196,5 +198,38 @@ func TestTail(t *testing.T) {
 		if got := tail(tc.in, tc.n); got != tc.want {
 			t.Errorf("tail(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
 		}
+	}
+}
+
+// TestDestroyRefusesUntaggedResourcesInOurGroup (issue 14): the group is ours, but a storage
+// account someone added to it later is not; destroy deletes the whole group, so it refuses, lists
+// what is not ours, and deletes nothing. The VM's OS disk (no tags, managed by our VM) and an
+// extension of our VM are ours.
+func TestDestroyRefusesUntaggedResourcesInOurGroup(t *testing.T) {
+	t.Parallel()
+	f := newFakeARM()
+	p := f.provisioner(t)
+	if _, err := p.Provision(context.Background(), testSpec(), nil); err != nil {
+		t.Fatal(err)
+	}
+	rg := "/subscriptions/" + f.sub + "/resourceGroups/az-nixos-rg/providers/"
+	f.mu.Lock()
+	for id, typ := range map[string]string{
+		rg + "Microsoft.Compute/virtualMachines/az-nixos/extensions/RunCommandLinux": "Microsoft.Compute/virtualMachines/extensions",
+		rg + "Microsoft.Storage/storageAccounts/teamdata":                             "Microsoft.Storage/storageAccounts",
+	} {
+		f.generic[genericKey(id)] = armresources.GenericResource{ID: ptr(id), Type: ptr(typ), Name: ptr(id[strings.LastIndex(id, "/")+1:])}
+	}
+	f.mu.Unlock()
+	res, err := p.Destroy(context.Background(), "az-nixos-rg")
+	var he *HintError
+	if !errors.As(err, &he) || he.Code != "ForeignResourcesInGroup" {
+		t.Fatalf("Destroy = %+v, %v; want a refusal", res, err)
+	}
+	if !strings.Contains(err.Error(), "holds 1 resource(s)") || !strings.Contains(err.Error(), "Microsoft.Storage/storageAccounts/teamdata") || !strings.Contains(he.Hint, "az resource tag") {
+		t.Errorf("err = %v", err)
+	}
+	if res.Deleted || len(f.groupNames()) != 1 {
+		t.Errorf("deleted = %v, groups %v: nothing may be deleted", res.Deleted, f.groupNames())
 	}
 }

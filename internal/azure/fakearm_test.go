@@ -336,28 +336,35 @@ func (f *fakeARM) transport() *router {
 				f.mu.Lock()
 				defer f.mu.Unlock()
 				var all []*armresources.GenericResourceExpanded
-				add := func(id *string, typ string, name *string) {
+				// The list carries each resource's tags and managedBy, as ARM's does.
+				add := func(id *string, typ string, name *string, tags map[string]*string) {
 					if strings.Contains(strings.ToLower(deref(id)), "/resourcegroups/"+strings.ToLower(rg)+"/") {
-						all = append(all, &armresources.GenericResourceExpanded{ID: id, Type: ptr(typ), Name: name})
+						all = append(all, &armresources.GenericResourceExpanded{ID: id, Type: ptr(typ), Name: name, Tags: tags})
 					}
 				}
 				for _, v := range f.pips {
-					add(v.ID, "Microsoft.Network/publicIPAddresses", v.Name)
+					add(v.ID, "Microsoft.Network/publicIPAddresses", v.Name, v.Tags)
 				}
 				for _, v := range f.nsgs {
-					add(v.ID, "Microsoft.Network/networkSecurityGroups", v.Name)
+					add(v.ID, "Microsoft.Network/networkSecurityGroups", v.Name, v.Tags)
 				}
 				for _, v := range f.vnets {
-					add(v.ID, "Microsoft.Network/virtualNetworks", v.Name)
+					add(v.ID, "Microsoft.Network/virtualNetworks", v.Name, v.Tags)
 				}
 				for _, v := range f.nics {
-					add(v.ID, "Microsoft.Network/networkInterfaces", v.Name)
+					add(v.ID, "Microsoft.Network/networkInterfaces", v.Name, v.Tags)
 				}
 				for _, v := range f.vms {
-					add(v.ID, "Microsoft.Compute/virtualMachines", v.Name)
+					add(v.ID, "Microsoft.Compute/virtualMachines", v.Name, v.Tags)
+					// The OS disk the VM made: no tags of its own, managed by the VM.
+					if strings.Contains(strings.ToLower(deref(v.ID)), "/resourcegroups/"+strings.ToLower(rg)+"/") {
+						all = append(all, &armresources.GenericResourceExpanded{
+							ID: ptr(strings.Replace(deref(v.ID), "/virtualMachines/", "/disks/", 1) + "-osdisk"), Type: ptr("Microsoft.Compute/disks"),
+							Name: ptr(deref(v.Name) + "-osdisk"), ManagedBy: v.ID})
+					}
 				}
 				for _, v := range f.generic {
-					add(v.ID, deref(v.Type), v.Name)
+					add(v.ID, deref(v.Type), v.Name, v.Tags)
 				}
 				// Two pages, so the pager is really followed.
 				half := len(all) / 2
