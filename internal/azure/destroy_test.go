@@ -216,7 +216,7 @@ func TestDestroyRefusesUntaggedResourcesInOurGroup(t *testing.T) {
 	f.mu.Lock()
 	for id, typ := range map[string]string{
 		rg + "Microsoft.Compute/virtualMachines/az-nixos/extensions/RunCommandLinux": "Microsoft.Compute/virtualMachines/extensions",
-		rg + "Microsoft.Storage/storageAccounts/teamdata":                             "Microsoft.Storage/storageAccounts",
+		rg + "Microsoft.Storage/storageAccounts/teamdata":                            "Microsoft.Storage/storageAccounts",
 	} {
 		f.generic[genericKey(id)] = armresources.GenericResource{ID: ptr(id), Type: ptr(typ), Name: ptr(id[strings.LastIndex(id, "/")+1:])}
 	}
