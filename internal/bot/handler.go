@@ -344,7 +344,7 @@ func (h *Handler) onComment(ctx context.Context, e *github.IssueCommentEvent, de
 	c := e.GetComment()
 	res, why, stale := h.triageComment(e.GetAction(), c.GetUser().GetLogin(), c.GetUser().GetType(), c.GetBody(), c.GetCreatedAt().Time)
 	if stale {
-		ok, err := h.tookTooLong(ctx, delivery, c.GetCreatedAt().Time)
+		ok, err := h.botFailedToTake(ctx, delivery, c.GetCreatedAt().Time)
 		if err != nil {
 			log.Warn("could not learn when GitHub first sent the command", "comment", c.GetID(), "err", err)
 		}
@@ -423,12 +423,12 @@ func (h *Handler) onComment(ctx context.Context, e *github.IssueCommentEvent, de
 	return out, fmt.Errorf("bot: unhandled parse result %#v", res)
 }
 
-// tookTooLong reports whether a stale command is one GitHub first sent
+// botFailedToTake reports whether a stale command is one GitHub first sent
 // within MaxCommentAge of its creation: the bot answered 503 or was down,
 // and the command came back through a redelivery. GitHub does not
 // redeliver by itself ("Handling failed webhook deliveries"); the bot's
 // Redeliverer or a person asked for it.
-func (h *Handler) tookTooLong(ctx context.Context, delivery string, created time.Time) (bool, error) {
+func (h *Handler) botFailedToTake(ctx context.Context, delivery string, created time.Time) (bool, error) {
 	if h.o.FirstAttempt == nil || delivery == "" || h.o.Now().Sub(created) > maxLateCommand {
 		return false, nil
 	}
