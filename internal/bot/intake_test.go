@@ -142,3 +142,50 @@ func BenchmarkUnsignedFlood(b *testing.B) {
 	}
 	b.ReportMetric(float64(grew)/float64(b.N)/(1<<20), "MiB/flood")
 }
+
+// TestReadBudgetBoundsConcurrentBodies: bodies whose length is unknown take
+// maxPayload each from the budget; once 32 of them are being read (slowly,
+// as an attacker would), the next waits and is answered 503, and a
+// delivery that announces a small length gets through as soon as one ends.
+func TestReadBudgetBoundsConcurrentBodies(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	s, _ := startServer(t, e.h, ServerOptions{})
+	h := s.Handler()
+	post := func(body io.Reader, length int64) int {
+		req := httptest.NewRequest("POST", "/webhook", body)
+		req.ContentLength = length
+		req.Header.Set("X-GitHub-Event", "issue_comment")
+		req.Header.Set("X-GitHub-Delivery", "slow")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	const slow = readBudget / maxPayload
+	writers := make([]*io.PipeWriter, slow)
+	codes := make(chan int, slow)
+	for i := range slow {
+		pr, pw := io.Pipe()
+		writers[i] = pw
+		go func() { codes <- post(pr, -1) }()
+	}
+	// Wait until the slow bodies hold the whole budget.
+	for s.reading.TryAcquire(1) {
+		s.reading.Release(1)
+		time.Sleep(time.Millisecond)
+	}
+	if code := post(&filler{left: 10}, -1); code != http.StatusServiceUnavailable {
+		t.Errorf("a body beyond the budget: %d, want 503", code)
+	}
+	for _, pw := range writers {
+		pw.Close()
+	}
+	for range slow {
+		if code := <-codes; code != http.StatusUnauthorized {
+			t.Errorf("a slow unsigned body: %d, want 401", code)
+		}
+	}
+	if code := post(&filler{left: 10}, 10); code != http.StatusUnauthorized {
+		t.Errorf("a small body after the flood: %d, want 401 (read, then refused)", code)
+	}
+}

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/semaphore"
 )
 
 // maxPayload caps a delivery's body. GitHub caps payloads at 25 MB (docs,
@@ -27,9 +29,11 @@ import (
 // Anything larger is refused before the signature check reads it all.
 const maxPayload = 1 << 20
 
-// maxReading bounds how many bodies are read at once, so that unsigned
-// posts cost at most maxReading*maxPayload of memory however many arrive.
-const maxReading = 32
+// readBudget bounds the bytes of bodies being read at once, so that
+// unsigned posts cost at most this much memory however many arrive. A body
+// takes its Content-Length from it, one without a length maxPayload: the
+// usual 10-30 KB deliveries never wait for each other, large ones do.
+const readBudget = 32 << 20
 
 // ServerOptions configure a Server.
 type ServerOptions struct {
@@ -49,8 +53,8 @@ type Server struct {
 	log   *slog.Logger
 	seen  *deliveries
 	queue *queue
-	// reading holds a token per body being read (maxReading).
-	reading chan struct{}
+	// reading is the readBudget, in bytes.
+	reading *semaphore.Weighted
 }
 
 // NewServer starts the workers. Call Drain (or Serve) to stop them.
@@ -70,7 +74,7 @@ func NewServer(h *Handler, o ServerOptions) (*Server, error) {
 	if o.Logger == nil {
 		o.Logger = h.o.Logger
 	}
-	s := &Server{h: h, o: o, log: o.Logger, seen: newDeliveries(o.Deliveries), reading: make(chan struct{}, maxReading)}
+	s := &Server{h: h, o: o, log: o.Logger, seen: newDeliveries(o.Deliveries), reading: semaphore.NewWeighted(readBudget)}
 	s.queue = newQueue(o.Workers, o.QueueSize, s.work)
 	return s, nil
 }
@@ -114,22 +118,23 @@ func Sign(secret, body []byte) string {
 	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
 }
 
-// readBody reads a delivery's body, at most maxPayload bytes and at most
-// maxReading bodies at a time; the status says why it could not.
+// readBody reads a delivery's body, at most maxPayload bytes, within the
+// readBudget; the status says why it could not.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int) {
 	if r.ContentLength > maxPayload {
 		return nil, http.StatusRequestEntityTooLarge // not even read
 	}
-	t := time.NewTimer(readSlotWait)
-	defer t.Stop()
-	select {
-	case s.reading <- struct{}{}:
-		defer func() { <-s.reading }()
-	case <-t.C:
-		return nil, http.StatusServiceUnavailable
-	case <-r.Context().Done():
+	n := int64(maxPayload)
+	if r.ContentLength >= 0 {
+		n = max(r.ContentLength, 1)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), readSlotWait)
+	err := s.reading.Acquire(ctx, n)
+	cancel()
+	if err != nil {
 		return nil, http.StatusServiceUnavailable
 	}
+	defer s.reading.Release(n)
 	body := http.MaxBytesReader(w, r.Body, maxPayload)
 	var buf bytes.Buffer
 	if r.ContentLength > 0 {
@@ -145,7 +150,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int) 
 	return buf.Bytes(), 0
 }
 
-// readSlotWait is how long a delivery waits for a free reading slot
+// readSlotWait is how long a delivery waits for room in the readBudget
 // before it is answered 503 (GitHub waits 10 s in all).
 const readSlotWait = 3 * time.Second
 
