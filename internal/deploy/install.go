@@ -203,6 +203,13 @@ func (s *state) stagePrepareAccess(ctx context.Context) (string, error) {
 	} else {
 		var err error
 		if out, err = s.opts.Cloud.RunShellScript(ctx, s.cfg.ResourceGroup, s.cfg.VMName, script); err != nil {
+			var rce *azure.RunCommandError
+			if errors.As(err, &rce) {
+				// The agent says "succeeded" whatever a script does; this
+				// is the script's own status, or its absence.
+				return "", &StageError{Stage: "prepare access", Err: err,
+					Hint: "the preparation script runs as root through Azure Run Command (the VM agent); its last lines are above. Check the agent is Ready (az vm get-instance-view) and run again"}
+			}
 			return "", err
 		}
 	}
