@@ -185,7 +185,7 @@ func (s *state) stageSwitchConnect(ctx context.Context) (string, error) {
 func describeState(st rollout.State) string {
 	switch st.Phase {
 	case "armed":
-		return fmt.Sprintf("generation %d, rolls back to %d unless confirmed", st.New, st.Previous)
+		return fmt.Sprintf("%s runs, the machine goes back to generation %d unless confirmed", st.Path, st.Previous)
 	case "":
 		return "no state recorded"
 	}
@@ -395,7 +395,8 @@ func (s *state) logDiff() {
 	}
 }
 
-// stageActivate sets the profile, arms the watchdog and activates.
+// stageActivate arms the watchdog and activates the new system
+// (switch-to-configuration test); the profile waits for the confirmation.
 func (s *state) stageActivate(ctx context.Context) (string, error) {
 	sc := s.cfg.Switch
 	a, err := s.swMachine().Activate(ctx, s.sw.top.Out, rollout.ActivateOptions{
@@ -406,21 +407,20 @@ func (s *state) stageActivate(ctx context.Context) (string, error) {
 	if errors.Is(err, rollout.ErrRefused) {
 		return "", &StageError{Stage: "activate", Err: err, Hint: "nothing was changed on the machine"}
 	}
-	if a.Generation == 0 {
-		if err == nil {
-			err = errors.New("the machine did not report the new generation")
-		}
-		return "", &StageError{Stage: "activate", Err: fmt.Errorf("lost the machine before the profile was set: %w", err),
-			Hint: "the machine may or may not have the new generation; run again to converge (the run stops if a switch is still waiting)"}
-	}
-	s.sw.report.Generation, s.sw.report.Path = a.Generation, s.sw.top.Out
 	if !a.Armed {
-		return "", fmt.Errorf("the watchdog was not armed: %w", err)
+		if err == nil {
+			err = errors.New("the machine did not say its watchdog runs")
+		}
+		return "", &StageError{Stage: "activate", Err: fmt.Errorf("lost the machine before the watchdog was armed: %w", err),
+			Hint: "the system profile was not changed; run again (a run stops while another switch waits on the machine)"}
 	}
+	// The new system runs (or is starting); generation and boot default
+	// are still the previous one's until the confirmation.
+	s.sw.report.Path = s.sw.top.Out
 	if a.Ended && a.ExitStatus != 0 {
 		// The watchdog rolls back at once; wait for it, over a new
 		// connection, to report what the machine runs.
-		s.sink.Warningf("switch-to-configuration exited with status %d; the machine rolls back to generation %d", a.ExitStatus, s.sw.probe.Generation)
+		s.sink.Warningf("switch-to-configuration exited with status %d; the machine activates generation %d again", a.ExitStatus, s.sw.probe.Generation)
 		_, cerr := s.awaitConfirmation(ctx, "activate")
 		if cerr == nil {
 			cerr = fmt.Errorf("switch-to-configuration exited with status %d", a.ExitStatus)
@@ -429,9 +429,9 @@ func (s *state) stageActivate(ctx context.Context) (string, error) {
 	}
 	if err != nil {
 		s.sink.Warningf("the connection ended during the activation (%v); confirming over a new connection", err)
-		return fmt.Sprintf("generation %d; connection lost during the activation", a.Generation), nil
+		return "connection lost during the activation; the watchdog is armed", nil
 	}
-	return fmt.Sprintf("generation %d activated; watchdog armed for %s", a.Generation, rollout.Human(sc.ConfirmTimeout)), nil
+	return fmt.Sprintf("activated (switch-to-configuration test); watchdog armed for %s", rollout.Human(sc.ConfirmTimeout)), nil
 }
 
 // awaitConfirmation confirms over new connections until the machine
@@ -459,8 +459,8 @@ func (s *state) awaitConfirmation(ctx context.Context, stage string) (rollout.Ou
 		}
 		return c, c.Close, nil
 	}
-	prev, gen := s.sw.probe.Generation, s.sw.act.Generation
-	out, err := rollout.AwaitConfirmation(ctx, dial, prev, gen, rollout.ConfirmOptions{Sudo: s.sw.sudo, Logf: s.sink.Infof})
+	prev := s.sw.probe.Generation
+	out, err := rollout.AwaitConfirmation(ctx, dial, prev, s.sw.top.Out, rollout.ConfirmOptions{Sudo: s.sw.sudo, Logf: s.sink.Infof})
 	s.sw.outcome = out
 	if out.Generation != 0 {
 		s.sw.report.Generation, s.sw.report.Path = out.Generation, out.Current
@@ -473,6 +473,10 @@ func (s *state) awaitConfirmation(ctx context.Context, stage string) (rollout.Ou
 	var mm *sshx.HostKeyMismatchError
 	if errors.As(err, &mm) {
 		return out, &StageError{Stage: stage, Err: err, Hint: "the machine now answers with another host key; it was not confirmed, so its watchdog rolls it back"}
+	}
+	var us *rollout.UnknownStateError
+	if errors.As(err, &us) {
+		return out, &StageError{Stage: stage, Err: err, Hint: fmt.Sprintf("the machine runs generation %d; this switch was not confirmed and is not its boot default: run again to switch", us.Generation)}
 	}
 	if err != nil {
 		return out, &StageError{Stage: stage, Err: err,
@@ -487,5 +491,9 @@ func (s *state) stageConfirm(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("generation %d confirmed over a new connection in %s", out.Generation, round(time.Since(t0))), nil
+	if out.NotDefault {
+		s.sink.Warningf("the new system runs, but it could not be made a generation of the system profile and the boot default: the machine boots generation %d until that is done (nixos-rebuild switch on it)", s.sw.probe.Generation)
+		return fmt.Sprintf("confirmed over a new connection in %s; not the boot default", round(time.Since(t0))), nil
+	}
+	return fmt.Sprintf("generation %d confirmed over a new connection in %s, the boot default", out.Generation, round(time.Since(t0))), nil
 }

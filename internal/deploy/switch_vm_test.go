@@ -392,7 +392,7 @@ func TestSwitchToANewRevision(t *testing.T) {
 		}
 	}
 	notes := stageNotes(res)
-	if !strings.HasPrefix(notes["activate"], "generation 2 activated; watchdog armed for 1m") || !strings.HasPrefix(notes["confirm"], "generation 2 confirmed over a new connection") {
+	if notes["activate"] != "activated (switch-to-configuration test); watchdog armed for 1m" || !strings.HasPrefix(notes["confirm"], "generation 2 confirmed over a new connection") || !strings.HasSuffix(notes["confirm"], "the boot default") {
 		t.Errorf("stage notes %q", notes)
 	}
 	summary, _ := os.ReadFile(r.summary)
@@ -401,11 +401,15 @@ func TestSwitchToANewRevision(t *testing.T) {
 			t.Errorf("summary lacks %q:\n%s", want, summary)
 		}
 	}
-	if state := vm.run(t, "cat /run/nixos-cloud-deploy/state; systemctl is-active nixos-cloud-deploy-watchdog || true"); state != "confirmed 2\ninactive\n" {
+	if state := vm.run(t, "cat /run/nixos-cloud-deploy/state; systemctl is-active nixos-cloud-deploy-watchdog || true"); state != "confirmed 2 "+path+"\ninactive\n" {
 		t.Errorf("the machine's switch state %q, want confirmed and no watchdog left", state)
 	}
 	if keys := vm.run(t, "cat /etc/ssh/authorized_keys.d/root"); !strings.Contains(keys, line) {
 		t.Errorf("root's keys after the switch: %q", keys)
+	}
+	// Confirmed: the new generation is the boot loader's default.
+	if def := vm.run(t, "cat /nix/var/nix/standin-boot-default"); def != "system-2-link\n" {
+		t.Errorf("boot default %q, want system-2-link", def)
 	}
 	// One handshake per phase: connect (the probe, the diff and the
 	// activation share it), copy (nix copy's ssh through the tunnel),
@@ -509,6 +513,12 @@ func TestSwitchThatBreaksSSHIsRolledBackByTheVM(t *testing.T) {
 	}
 	if keys := vm.run(t, "cat /etc/ssh/authorized_keys.d/root; cat /run/nixos-cloud-deploy/state"); !strings.Contains(keys, line) || !strings.Contains(keys, "rolled-back 1 no confirmation") {
 		t.Errorf("root's keys and the switch state after the rollback:\n%s", keys)
+	}
+	// The refused system was only ever activated with test: it never became
+	// a generation, and a reboot during the wait would have booted
+	// generation 1.
+	if _, err := os.Lstat(filepath.Join(vm.dir, "nix/var/nix/profiles/system-2-link")); err == nil {
+		t.Error("the refused system became generation 2")
 	}
 	out := r.outputs(t)
 	if out["generation"] != "1" || out["previous-generation"] != "1" || out["system-path"] != path0 {
@@ -826,5 +836,50 @@ func TestSwitchAsAnUntrustedUserCopiesNothing(t *testing.T) {
 	}
 	if gen, _, _ := vm.generation(t); gen != 1 {
 		t.Errorf("VM at generation %d", gen)
+	}
+}
+
+// The VM reboots while the new system waits for its confirmation (a
+// kernel panic, someone at the console): it boots the previous generation,
+// which the profile and the boot loader still name, and the run says the
+// switch was forgotten.
+func TestSwitchRebootBeforeConfirmationBootsThePreviousGeneration(t *testing.T) {
+	t.Parallel()
+	deployKey, hostKey := switchFixture(t)
+	line := keys.AuthorizedKey(deployKey.Public, "nixos-cloud-deploy")
+	repo, commits := configRepo(t, userConfig(line, "htop", false), userConfig(line, "htop", true))
+	vm := startNixOSVM(t, hostKey.PrivatePEM, repo, commits[0])
+	_, path0, _ := vm.generation(t)
+	r := newSwitchRun(t, vm, deployKey, checkout(t, repo, commits[1]), map[string]string{"confirm-timeout": "10m", "ssh-timeout": "5s"})
+	done := make(chan *Result, 1)
+	go func() { done <- r.deploy(t) }()
+	// Once the new system is active (the machine recorded how its
+	// activation ended), the VM goes down and boots again.
+	activated := filepath.Join(vm.dir, "run", "nixos-cloud-deploy", "activated")
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if _, err := os.Stat(activated); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the activation did not end within 2m:\n%s", r.stdout.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	vm.stopUnits()
+	vm.srv.KillSessions()
+	vm.srv.Stop()
+	if err := vm.srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	res := <-done
+	if b, _ := os.ReadFile(filepath.Join(vm.dir, "boot.log")); res.Err == nil || !strings.Contains(res.Err.Error(), "switch state") {
+		t.Logf("boot log:\n%s\nrun:\n%s", b, r.stdout.String())
+	}
+	if res.Err == nil || !strings.Contains(res.Err.Error(), `the machine's switch state is ""`) || !strings.Contains(res.Err.Error(), "a reboot that forgot it (it runs generation 1, "+path0+")") {
+		t.Errorf("failed in %q: %v", res.FailedStage, res.Err)
+	}
+	if gen, path, current := vm.generation(t); gen != 1 || path != path0 || current != path0 {
+		t.Errorf("after the reboot: generation %d %s running %s, want generation 1 running %s", gen, path, current, path0)
 	}
 }

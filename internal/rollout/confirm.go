@@ -21,6 +21,9 @@ type Outcome struct {
 	Current    string
 	// Reason is why the machine rolled back.
 	Reason string
+	// NotDefault: the new system runs but is not the boot default (making
+	// it a generation failed).
+	NotDefault bool
 	// Connections counts the connections that reached the machine.
 	Connections int
 }
@@ -45,12 +48,12 @@ func (e *RolledBackError) Error() string {
 	return fmt.Sprintf("rolled back to generation %d: %s", e.Generation, e.Reason)
 }
 
-// AwaitConfirmation confirms the switch from generation prev to new over a
-// new connection, and keeps trying (new connections, as the watchdog may
+// AwaitConfirmation confirms the switch from generation prev to the system
+// path over a new connection, and keeps trying (new connections, as the watchdog may
 // be restoring SSH) until ctx ends. The switch either is confirmed, or the
 // machine rolled back: then err is a *RolledBackError and the Outcome
 // says what the machine runs now.
-func AwaitConfirmation(ctx context.Context, dial Dialer, prev, new int, o ConfirmOptions) (Outcome, error) {
+func AwaitConfirmation(ctx context.Context, dial Dialer, prev int, path string, o ConfirmOptions) (Outcome, error) {
 	if o.Poll <= 0 {
 		o.Poll = time.Second
 	}
@@ -73,7 +76,7 @@ func AwaitConfirmation(ctx context.Context, dial Dialer, prev, new int, o Confir
 		out.Connections++
 		m := Machine{Remote: r, Sudo: o.Sudo}
 		for {
-			a, err := m.Confirm(ctx, prev, new)
+			a, err := m.Confirm(ctx, prev, path)
 			if err != nil {
 				_ = closeConn()
 				if ctx.Err() != nil {
@@ -89,11 +92,11 @@ func AwaitConfirmation(ctx context.Context, dial Dialer, prev, new int, o Confir
 			}
 			out.Generation, out.Current = a.Generation, a.Current
 			switch {
-			case a.Confirmed, a.State.Phase == "confirmed" && a.State.New == new:
+			case a.Confirmed, a.State.Phase == "confirmed" && a.State.Path == path:
 				// The second form: our confirmation landed but its answer
 				// was lost with the connection.
 				_ = closeConn()
-				out.Confirmed = true
+				out.Confirmed, out.NotDefault = true, a.NotDefault
 				return out, nil
 			case a.State.Phase == "rolled-back" && a.State.Previous == prev:
 				_ = closeConn()
@@ -105,12 +108,11 @@ func AwaitConfirmation(ctx context.Context, dial Dialer, prev, new int, o Confir
 				say("the activation failed (switch-to-configuration exited with status %d); the machine rolls back to generation %d", a.ExitStatus, prev)
 			case a.State.Phase == "rolling-back":
 				say("the machine is rolling back to generation %d: %s", a.State.Previous, a.State.Reason)
-			case a.State.Phase == "armed" && a.State.Previous == prev && a.State.New == new:
+			case a.State.Phase == "armed" && a.State.Previous == prev && a.State.Path == path:
 				say("waiting for the machine")
 			default:
 				_ = closeConn()
-				return out, fmt.Errorf("the machine's switch state is %q, not the switch from generation %d to %d this run made: another switch, or a reboot that forgot it (it runs generation %d, %s)",
-					stateLine(a.State), prev, new, a.Generation, a.Current)
+				return out, &UnknownStateError{State: a.State, Previous: prev, Path: path, Generation: a.Generation, Current: a.Current}
 			}
 			select {
 			case <-ctx.Done():
@@ -127,11 +129,27 @@ func stateLine(s State) string {
 	case "":
 		return ""
 	case "armed":
-		return fmt.Sprintf("armed %d %d", s.Previous, s.New)
+		return fmt.Sprintf("armed %d %s", s.Previous, s.Path)
 	case "confirmed":
-		return fmt.Sprintf("confirmed %d", s.New)
+		return fmt.Sprintf("confirmed %d %s", s.Generation, s.Path)
 	}
 	return fmt.Sprintf("%s %d %s", s.Phase, s.Previous, s.Reason)
+}
+
+// UnknownStateError: the machine's switch state is not this run's switch:
+// another switch ran, or a reboot forgot this one (the machine then boots
+// the generation its profile names, the previous one).
+type UnknownStateError struct {
+	State      State
+	Previous   int
+	Path       string
+	Generation int
+	Current    string
+}
+
+func (e *UnknownStateError) Error() string {
+	return fmt.Sprintf("the machine's switch state is %q, not the switch from generation %d to %s this run made: another switch, or a reboot that forgot it (it runs generation %d, %s)",
+		stateLine(e.State), e.Previous, e.Path, e.Generation, e.Current)
 }
 
 // IsRolledBack reports whether err says the machine rolled back.

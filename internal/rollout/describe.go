@@ -82,9 +82,10 @@ func (p Plan) Steps() []Step {
 		return append(steps, Step{"stop", "dry run: nothing is copied to the VM or activated"})
 	}
 	return append(steps,
-		Step{"activate", fmt.Sprintf("nix-env -p %s --set %s; arm the watchdog: systemd-run --unit=%s (rolls back to the previous generation unless confirmed within %s of the activation, or when the activation fails or takes more than %s); systemd-run --unit=%s --wait %s/bin/switch-to-configuration switch",
-			ProfilePath, SystemPlaceholder, WatchdogUnit, Human(p.Confirm), Human(ActivationLimit), ActivationUnit, SystemPlaceholder)},
-		Step{"confirm", fmt.Sprintf("a new SSH connection, host key pinned, confirms and stops the watchdog; a VM that refuses it rolls back by itself after %s and the run fails with \"rolled back to generation N\"", Human(p.Confirm))},
+		Step{"activate", fmt.Sprintf("arm the watchdog: systemd-run --unit=%s (activates the previous generation again unless confirmed within %s of the activation, or when the activation fails or takes more than %s); then systemd-run --unit=%s --wait %s/bin/switch-to-configuration test: the new system runs, the system profile and the boot loader still say the previous generation, so a reboot before the confirmation boots that",
+			WatchdogUnit, Human(p.Confirm), Human(ActivationLimit), ActivationUnit, SystemPlaceholder)},
+		Step{"confirm", fmt.Sprintf("a new SSH connection, host key pinned, stops the watchdog and makes the system a generation and the boot default (nix-env -p %s --set %s; %s/bin/switch-to-configuration boot); a VM that refuses the connection rolls back by itself after %s and the run fails with \"rolled back to generation N\"",
+			ProfilePath, SystemPlaceholder, SystemPlaceholder, Human(p.Confirm))},
 	)
 }
 

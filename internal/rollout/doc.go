@@ -10,13 +10,15 @@
 //     verified connection, the machine fetching what it can from its own
 //     substituters (--substitute-on-destination, nixos-rebuild's
 //     --use-substitutes).
-//  3. Activate sets the profile (`nix-env -p /nix/var/nix/profiles/system
-//     --set`, as nixos-rebuild does), arms a watchdog, then runs
-//     `switch-to-configuration switch` in the transient unit
-//     nixos-rebuild-switch-to-configuration, as nixos-rebuild does, so the
-//     activation outlives the SSH session.
+//  3. Activate arms a watchdog, then runs `switch-to-configuration test` in
+//     the transient unit nixos-rebuild-switch-to-configuration, as
+//     nixos-rebuild runs its activation, so it outlives the SSH session. The
+//     system profile and the boot loader still name the previous generation:
+//     a machine that reboots before the confirmation boots that.
 //  4. Confirm opens a new SSH connection: only a system that still lets us
-//     in can be confirmed. The confirmation stops the watchdog.
+//     in can be confirmed. The confirmation stops the watchdog and does what
+//     nixos-rebuild switch would have done with the profile: `nix-env -p
+//     /nix/var/nix/profiles/system --set`, then `switch-to-configuration boot`.
 //
 // The watchdog is deploy-rs's magic rollback without an agent on the
 // machine (serokell/deploy-rs src/bin/activate.rs: a canary file the
@@ -25,9 +27,11 @@
 // the transient systemd unit nixos-cloud-deploy-watchdog, started with
 // systemd-run before the activation: once the activation has ended, it
 // waits confirm-timeout for the state file to say "confirmed"; otherwise,
-// or when the activation failed or never ended, it switches the profile
-// back to the previous generation and activates that. A lock (flock) makes
-// confirming and rolling back exclude each other. The state lives in
-// /run/nixos-cloud-deploy, a tmpfs: a reboot forgets a half-done switch,
-// and the boot loader's default then is whatever the profile says.
+// or when the activation failed or never ended, it activates the profile's
+// generation (the previous one) again. Unlike deploy-rs, which sets the
+// profile first and deletes the generation when it rolls back, nothing
+// needs undoing in the profile. A lock (flock) makes confirming and rolling
+// back exclude each other. The state lives in /run/nixos-cloud-deploy, a
+// tmpfs: a reboot forgets a half-done switch and boots the previous
+// generation, which the profile and the boot loader still name.
 package rollout

@@ -68,16 +68,20 @@ func CheckStorePath(p string) error {
 	return nil
 }
 
-// State is where a switch stands, as the state file on the machine says.
+// State is where a switch stands, as the state file on the machine says:
+//
+//	armed PREVIOUS PATH       PATH is activated (or being), unconfirmed
+//	confirmed GENERATION PATH PATH is generation GENERATION and the boot default
+//	rolling-back PREVIOUS REASON
+//	rolled-back PREVIOUS REASON
 type State struct {
-	Phase    string // "", armed, confirmed, rolling-back, rolled-back
-	Previous int    // the generation a rollback goes (or went) back to
-	New      int    // the generation being switched to
-	Reason   string // why it rolled back
+	Phase      string // "", armed, confirmed, rolling-back, rolled-back
+	Previous   int    // the generation a rollback goes (or went) back to
+	Path       string // the system being switched to (armed, confirmed)
+	Generation int    // confirmed: the new generation
+	Reason     string // why it rolled back
 }
 
-// parseState reads "armed 41 42", "confirmed 42", "rolling-back 41 REASON"
-// or "rolled-back 41 REASON".
 func parseState(line string) State {
 	f := strings.Fields(line)
 	if len(f) == 0 {
@@ -91,11 +95,17 @@ func parseState(line string) State {
 		}
 		return 0
 	}
+	word := func(i int) string {
+		if i < len(f) {
+			return f[i]
+		}
+		return ""
+	}
 	switch s.Phase {
 	case "armed":
-		s.Previous, s.New = num(1), num(2)
+		s.Previous, s.Path = num(1), word(2)
 	case "confirmed":
-		s.New = num(1)
+		s.Generation, s.Path = num(1), word(2)
 	case "rolling-back", "rolled-back":
 		s.Previous = num(1)
 		if len(f) > 2 {
@@ -212,13 +222,15 @@ func (m Machine) Missing(ctx context.Context, paths []string) ([]string, error) 
 }
 
 // watchdogScript runs in the transient unit WatchdogUnit with the
-// arguments PREVIOUS NEW CONFIRM_SECONDS ACTIVATION_LIMIT_SECONDS.
+// arguments PREVIOUS PATH CONFIRM_SECONDS ACTIVATION_LIMIT_SECONDS.
 const watchdogScript = `#!/bin/sh
-# nixos-cloud-deploy's watchdog: rolls the system back to generation $1
-# unless the switch to generation $2 is confirmed within $3 seconds after
-# its activation ended. It also rolls back when the activation fails or
-# does not end within $4 seconds.
-` + profileFunctions + `prev=$1 new=$2 confirm=$3 limit=$4 reason=
+# nixos-cloud-deploy's watchdog: PATH was activated with
+# switch-to-configuration test, the system profile and the boot loader still
+# say generation $1. Unless the switch is confirmed within $3 seconds after
+# the activation ended, it activates generation $1 again. It does so at once
+# when the activation fails, and when the activation does not end within $4
+# seconds.
+` + profileFunctions + `prev=$1 path=$2 confirm=$3 limit=$4 reason=
 waited=0
 while [ ! -e "$dir/activated" ]; do
   if [ "$waited" -ge "$limit" ]; then
@@ -245,12 +257,11 @@ fi
 exec 9>"$dir/lock"
 flock 9
 case $(cat "$dir/state") in
-  "armed $prev $new") ;;
+  "armed $prev $path") ;;
   *) exit 0 ;;
 esac
 printf 'rolling-back %s %s\n' "$prev" "$reason" >"$dir/state"
 echo "nixos-cloud-deploy: rolling back to generation $prev: $reason"
-nix-env -p "$profile" --switch-generation "$prev"
 "$profile/bin/switch-to-configuration" switch
 rc=$?
 if [ "$rc" != 0 ]; then
@@ -260,18 +271,21 @@ printf 'rolled-back %s %s\n' "$prev" "$reason" >"$dir/state"
 `
 
 // activationScript runs in the transient unit ActivationUnit with the
-// system path as its argument, and records how the activation ended.
+// system path as its argument: it activates the system without making it
+// the boot default (switch-to-configuration test), and records how that
+// ended.
 const activationScript = `#!/bin/sh
-"$1/bin/switch-to-configuration" switch
+"$1/bin/switch-to-configuration" test
 rc=$?
 echo "$rc" >` + StateDir + `/activated.tmp && mv ` + StateDir + `/activated.tmp ` + StateDir + `/activated
 exit $rc
 `
 
 // activateScript takes the arguments PATH EXPECTED_GENERATION
-// CONFIRM_SECONDS LIMIT_SECONDS. It prints "generation N" once the
-// profile is set, "armed" once the watchdog runs, the activation's own
-// output, and "activation RC" at the end.
+// CONFIRM_SECONDS LIMIT_SECONDS. It prints "armed" once the watchdog runs,
+// the activation's own output, and "activation RC" at the end. The system
+// profile and the boot loader are left alone until the confirmation: a
+// machine that reboots before it boots the previous generation.
 var activateScript = profileFunctions + `set -u
 path=$1 expect=$2 confirm=$3 limit=$4
 umask 077
@@ -291,23 +305,19 @@ if [ ! -x "$path/bin/switch-to-configuration" ]; then
   echo "error $path is not a NixOS system: it has no bin/switch-to-configuration"
   exit 65
 fi
-nix-env -p "$profile" --set "$path" || { echo "error nix-env --set failed"; exit 70; }
-new=$(gen_of)
-echo "generation $new"
 rm -f "$dir/activated" "$dir/activated.tmp"
 cat >"$dir/watchdog" <<'NCD_EOF'
 ` + watchdogScript + `NCD_EOF
 cat >"$dir/activate" <<'NCD_EOF'
 ` + activationScript + `NCD_EOF
-printf 'armed %s %s\n' "$prev" "$new" >"$dir/state"
+printf 'armed %s %s\n' "$prev" "$path" >"$dir/state"
 # A transient unit gets the service manager's environment, not ours: the
 # watchdog and the activation wrapper get this session's PATH, where NixOS
 # puts nix-env, flock and the rest (/run/current-system/sw/bin).
 if ! systemd-run --unit=` + WatchdogUnit + ` --description='nixos-cloud-deploy: roll back unless the switch is confirmed' \
-    --setenv=PATH="$PATH" --service-type=exec --collect --quiet /bin/sh "$dir/watchdog" "$prev" "$new" "$confirm" "$limit"; then
-  nix-env -p "$profile" --switch-generation "$prev"
+    --setenv=PATH="$PATH" --service-type=exec --collect --quiet /bin/sh "$dir/watchdog" "$prev" "$path" "$confirm" "$limit"; then
   printf 'rolled-back %s %s\n' "$prev" "the watchdog could not be started; nothing was activated" >"$dir/state"
-  echo "error failed to start the watchdog; the profile is back at generation $prev and nothing was activated"
+  echo "error failed to start the watchdog; nothing was activated"
   exit 70
 fi
 echo armed
@@ -319,7 +329,6 @@ echo "activation $?"
 
 // Activation is what the activate step saw.
 type Activation struct {
-	Generation int  // the new generation (0 if the profile was not set)
 	Armed      bool // the watchdog runs
 	Ended      bool // the activation's exit status was seen
 	ExitStatus int  // switch-to-configuration's
@@ -343,7 +352,8 @@ type ActivateOptions struct {
 // ErrRefused is a switch the machine refused before changing anything.
 var ErrRefused = errors.New("the machine refused the switch")
 
-// Activate sets the profile to path, arms the watchdog and activates. The
+// Activate arms the watchdog and activates path (switch-to-configuration
+// test: the profile and the boot loader wait for the confirmation). The
 // connection may drop during the activation (a new firewall, a restarted
 // network); then the Activation says how far it got and err is the lost
 // connection: confirming (or the watchdog) decides the rest.
@@ -357,9 +367,6 @@ func (m Machine) Activate(ctx context.Context, path string, o ActivateOptions) (
 		k, v, _ := strings.Cut(line, " ")
 		if !a.Armed {
 			switch {
-			case k == "generation" && a.Generation == 0:
-				a.Generation, _ = strconv.Atoi(v)
-				return
 			case line == "armed":
 				a.Armed = true
 				return
@@ -391,21 +398,32 @@ func seconds(d time.Duration) string {
 	return strconv.Itoa(int(max(1, (d+time.Second-1)/time.Second)))
 }
 
-// confirmScript takes PREVIOUS NEW and answers one line: "confirmed",
+// confirmScript takes PREVIOUS PATH and answers one line: "confirmed",
 // "activating" (the activation has not ended yet), "failed RC" (it failed:
-// the watchdog rolls back now), or "state LINE".
+// the watchdog rolls back now), or "state LINE". Confirming makes PATH a
+// generation of the system profile and the boot loader's default, as
+// nixos-rebuild switch would have (nix-env -p PROFILE --set, then
+// switch-to-configuration boot), and stops the watchdog.
 const confirmScript = profileFunctions + `set -u
-prev=$1 new=$2
+prev=$1 path=$2
+# After a reboot /run is empty: no state, nothing to confirm.
+umask 077
+mkdir -p "$dir"
 exec 9>"$dir/lock"
 flock 9
 state=$(cat "$dir/state" 2>/dev/null)
-if [ "$state" = "armed $prev $new" ]; then
+if [ "$state" = "armed $prev $path" ]; then
   if [ ! -e "$dir/activated" ]; then
     echo activating
   elif [ "$(cat "$dir/activated")" = 0 ]; then
-    printf 'confirmed %s\n' "$new" >"$dir/state"
     systemctl stop ` + WatchdogUnit + `.service 2>/dev/null
-    echo confirmed
+    if nix-env -p "$profile" --set "$path" >&2 && "$path/bin/switch-to-configuration" boot >&2; then
+      printf 'confirmed %s %s\n' "$(gen_of)" "$path" >"$dir/state"
+      echo confirmed
+    else
+      printf 'confirmed %s %s\n' "$(gen_of)" "$path" >"$dir/state"
+      echo "confirmed-not-default"
+    fi
   else
     echo "failed $(cat "$dir/activated")"
   fi
@@ -419,7 +437,10 @@ printf 'current %s\n' "$(readlink -f /run/current-system)"
 
 // Answer is the machine's answer to a confirmation.
 type Answer struct {
-	Confirmed  bool
+	Confirmed bool
+	// NotDefault: confirmed, but the system could not be made a
+	// generation and the boot default (the machine runs it until a reboot).
+	NotDefault bool
 	Activating bool  // the activation has not ended yet: ask again
 	Failed     bool  // the activation failed; the watchdog rolls back
 	ExitStatus int   // switch-to-configuration's, when Failed
@@ -428,10 +449,11 @@ type Answer struct {
 	Current    string
 }
 
-// Confirm confirms the switch from prev to new over this connection, which
-// must be a new one: only a system that lets a new login in may stay.
-func (m Machine) Confirm(ctx context.Context, prev, new int) (Answer, error) {
-	out, err := m.Remote.Output(ctx, m.command(confirmScript, strconv.Itoa(prev), strconv.Itoa(new)))
+// Confirm confirms the switch from generation prev to path over this
+// connection, which must be a new one: only a system that lets a new login
+// in may stay.
+func (m Machine) Confirm(ctx context.Context, prev int, path string) (Answer, error) {
+	out, err := m.Remote.Output(ctx, m.command(confirmScript, strconv.Itoa(prev), path))
 	if err != nil {
 		return Answer{}, fmt.Errorf("failed to confirm the switch: %w", err)
 	}
@@ -442,6 +464,8 @@ func (m Machine) Confirm(ctx context.Context, prev, new int) (Answer, error) {
 	switch line := strings.TrimSpace(string(first)); {
 	case line == "confirmed":
 		a.Confirmed = true
+	case line == "confirmed-not-default":
+		a.Confirmed, a.NotDefault = true, true
 	case line == "activating":
 		a.Activating = true
 	case strings.HasPrefix(line, "failed "):

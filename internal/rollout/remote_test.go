@@ -20,8 +20,8 @@ func TestParseState(t *testing.T) {
 		want State
 	}{
 		{"", State{}},
-		{"armed 41 42", State{Phase: "armed", Previous: 41, New: 42}},
-		{"confirmed 42", State{Phase: "confirmed", New: 42}},
+		{"armed 41 /nix/store/0c8bq2hfr1k3gk4m7ydd4h6ybbbdiq4x-new", State{Phase: "armed", Previous: 41, Path: "/nix/store/0c8bq2hfr1k3gk4m7ydd4h6ybbbdiq4x-new"}},
+		{"confirmed 42 /nix/store/0c8bq2hfr1k3gk4m7ydd4h6ybbbdiq4x-new", State{Phase: "confirmed", Generation: 42, Path: "/nix/store/0c8bq2hfr1k3gk4m7ydd4h6ybbbdiq4x-new"}},
 		{"rolling-back 41 no confirmation over a new SSH connection within 60s of the activation", State{Phase: "rolling-back", Previous: 41, Reason: "no confirmation over a new SSH connection within 60s of the activation"}},
 		{"rolled-back 7 the activation failed (switch-to-configuration exited with status 4)", State{Phase: "rolled-back", Previous: 7, Reason: "the activation failed (switch-to-configuration exited with status 4)"}},
 	} {
@@ -158,7 +158,7 @@ func TestAwaitConfirmation(t *testing.T) {
 			Outcome{Confirmed: true, Generation: 42, Current: "/nix/store/0c8bq2hfr1k3gk4m7ydd4h6ybbbdiq4x-new", Connections: 1}, ""},
 		{"activation still running, then confirmed", &machineStates{answers: []string{"activating\n" + tail, "activating\n" + tail, "confirmed\n" + tail}},
 			Outcome{Confirmed: true, Generation: 42, Current: "/nix/store/0c8bq2hfr1k3gk4m7ydd4h6ybbbdiq4x-new", Connections: 1}, ""},
-		{"answer lost, confirmation landed", &machineStates{answers: []string{"", "state confirmed 42\n" + tail}, failAt: 1},
+		{"answer lost, confirmation landed", &machineStates{answers: []string{"", "state confirmed 42 /nix/store/0c8bq2hfr1k3gk4m7ydd4h6ybbbdiq4x-new\n" + tail}, failAt: 1},
 			Outcome{Confirmed: true, Generation: 42, Current: "/nix/store/0c8bq2hfr1k3gk4m7ydd4h6ybbbdiq4x-new", Connections: 2}, ""},
 		{"rolled back before the first answer", &machineStates{answers: []string{"state rolled-back 41 no confirmation over a new SSH connection within 60s of the activation\n" + back}},
 			Outcome{RolledBack: true, Generation: 41, Current: "/nix/store/0c8bq2hfr1k3gk4m7ydd4h6ybbbdiq4x-old", Reason: "no confirmation over a new SSH connection within 60s of the activation", Connections: 1},
@@ -166,8 +166,10 @@ func TestAwaitConfirmation(t *testing.T) {
 		{"activation failed, rolling back, rolled back", &machineStates{answers: []string{"failed 4\n" + tail, "state rolling-back 41 the activation failed\n" + tail, "state rolled-back 41 the activation failed\n" + back}},
 			Outcome{RolledBack: true, Generation: 41, Current: "/nix/store/0c8bq2hfr1k3gk4m7ydd4h6ybbbdiq4x-old", Reason: "the activation failed", Connections: 1},
 			"rolled back to generation 41: the activation failed"},
-		{"someone else's switch", &machineStates{answers: []string{"state armed 41 43\n" + tail}},
-			Outcome{Generation: 42, Current: "/nix/store/0c8bq2hfr1k3gk4m7ydd4h6ybbbdiq4x-new", Connections: 1}, `not the switch from generation 41 to 42`},
+		{"someone else's switch", &machineStates{answers: []string{"state armed 41 /nix/store/1c8bq2hfr1k3gk4m7ydd4h6ybbbdiq4x-other\n" + tail}},
+			Outcome{Generation: 42, Current: "/nix/store/0c8bq2hfr1k3gk4m7ydd4h6ybbbdiq4x-new", Connections: 1}, `not the switch from generation 41 to /nix/store/0c8bq2hfr1k3gk4m7ydd4h6ybbbdiq4x-new`},
+		{"confirmed, not the boot default", &machineStates{answers: []string{"confirmed-not-default\n" + back}},
+			Outcome{Confirmed: true, NotDefault: true, Generation: 41, Current: "/nix/store/0c8bq2hfr1k3gk4m7ydd4h6ybbbdiq4x-old", Connections: 1}, ""},
 		{"a reboot forgot it", &machineStates{answers: []string{"state \n" + back}},
 			Outcome{Generation: 41, Current: "/nix/store/0c8bq2hfr1k3gk4m7ydd4h6ybbbdiq4x-old", Connections: 1}, `the machine's switch state is ""`},
 	}
@@ -177,7 +179,7 @@ func TestAwaitConfirmation(t *testing.T) {
 			dial := func(context.Context) (Remote, func() error, error) { return tc.m, func() error { return nil }, nil }
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			got, err := AwaitConfirmation(ctx, dial, 41, 42, ConfirmOptions{Poll: time.Millisecond})
+			got, err := AwaitConfirmation(ctx, dial, 41, "/nix/store/0c8bq2hfr1k3gk4m7ydd4h6ybbbdiq4x-new", ConfirmOptions{Poll: time.Millisecond})
 			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
 				t.Fatalf("err = %v, want %q", err, tc.wantErr)
 			}
@@ -196,7 +198,7 @@ func TestAwaitConfirmationEndsWithTheContext(t *testing.T) {
 	m := &machineStates{answers: []string{"activating\ngeneration 42\n"}}
 	ctx, cancel := context.WithTimeoutCause(context.Background(), 50*time.Millisecond, errors.New("the machine answered no confirmation within 50ms"))
 	defer cancel()
-	_, err := AwaitConfirmation(ctx, func(context.Context) (Remote, func() error, error) { return m, func() error { return nil }, nil }, 41, 42, ConfirmOptions{Poll: time.Millisecond})
+	_, err := AwaitConfirmation(ctx, func(context.Context) (Remote, func() error, error) { return m, func() error { return nil }, nil }, 41, "/nix/store/0c8bq2hfr1k3gk4m7ydd4h6ybbbdiq4x-new", ConfirmOptions{Poll: time.Millisecond})
 	if err == nil || !strings.Contains(err.Error(), "no confirmation within 50ms") {
 		t.Fatalf("err = %v", err)
 	}
