@@ -203,3 +203,11 @@ func TestAwaitConfirmationEndsWithTheContext(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestNixMissingSaysHowToGetIt(t *testing.T) {
+	t.Parallel()
+	n := &Nix{Path: "/nonexistent/nix"}
+	if _, err := n.Evaluate(context.Background(), "git+file:///x", "az-nixos"); !errors.Is(err, ErrNoNix) || !strings.Contains(err.Error(), "use the action") {
+		t.Fatalf("err = %v", err)
+	}
+}
