@@ -120,3 +120,41 @@ func TestSSHHost(t *testing.T) {
 		}
 	}
 }
+
+// An ssh URL is fetched with host key checking on, against the given
+// known_hosts file only, and the given key: git runs GIT_SSH_COMMAND with
+// the host and git-upload-pack (git's connect.c), here a recording ssh.
+func TestFetchURLOverSSHChecksTheHostKey(t *testing.T) {
+	t.Parallel()
+	bin := t.TempDir()
+	record := filepath.Join(t.TempDir(), "ssh-args")
+	script := "#!/bin/sh\nprintf '%s\\n' \"$@\" >" + record + "\necho 'ssh: stand-in refuses' >&2\nexit 255\n"
+	if err := os.WriteFile(filepath.Join(bin, "ssh"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env := append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
+	auth := SSHAuth{KeyFile: "/run/key file", KnownHostsFile: "/run/known_hosts"}
+	_, err := Git{Env: env}.FetchURL(context.Background(), filepath.Join(t.TempDir(), "c"), "git@github.com:me/cfg.git", "main", auth)
+	if err == nil || !strings.Contains(err.Error(), "ssh: stand-in refuses") {
+		t.Fatalf("err = %v", err)
+	}
+	b, err := os.ReadFile(record)
+	if err != nil {
+		t.Fatalf("git did not run ssh: %v", err)
+	}
+	args := strings.Split(strings.TrimSpace(string(b)), "\n")
+	joined := strings.Join(args, " ")
+	for _, want := range []string{"StrictHostKeyChecking=yes", "UserKnownHostsFile=/run/known_hosts", "GlobalKnownHostsFile=/dev/null", "IdentitiesOnly=yes", "git@github.com", "git-upload-pack 'me/cfg.git'"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("ssh ran with %q, lacking %q", args, want)
+		}
+	}
+	// The key file's path, with its space, arrives as one argument.
+	found := false
+	for i, a := range args {
+		found = found || a == "-i" && i+1 < len(args) && args[i+1] == "/run/key file"
+	}
+	if !found {
+		t.Errorf("ssh ran with %q, want -i and the key file as one argument", args)
+	}
+}
