@@ -35,7 +35,7 @@ type Inputs struct {
 	ConfigFlakeAttr   string `env:"CONFIG_FLAKE_ATTR" desc:"nixosConfigurations attribute of config-repo to switch to. Defaults to the vm-name."`
 	ConfigRef         string `env:"CONFIG_REF" desc:"switch: branch, tag or full commit hash of config-repo to switch to. Default: its default branch."`
 	BuildOn           string `env:"BUILD_ON, default=local" desc:"switch: where the new system is built: local (in the action's container, then copied to the VM, which fetches what it can from its own substituters) or target (on the VM)."`
-	GitHubSSHKey      string `env:"GITHUB_SSH_KEY" secret:"true" desc:"Private SSH key the VM uses to clone config-repo (a deploy key). Secret."`
+	GitHubSSHKey      string `env:"GITHUB_SSH_KEY" secret:"true" desc:"Private SSH key for config-repo (a deploy key): the VM clones with it after the install; switch fetches with it. Secret."`
 	DeployKey         string `env:"DEPLOY_KEY" secret:"true" desc:"Private key root on the VM accepts (a secret, the same every run). Default: a new key per deployment, so a re-run of an existing VM cannot log in and skips install and finalize."`
 	AutoShutdown      string `env:"AUTO_SHUTDOWN" desc:"Daily auto-shutdown time HH:MM in UTC (optional)."`
 	CleanupOnFailure  string `env:"CLEANUP_ON_FAILURE, default=false" desc:"Delete the resource group when the deployment fails (only when it is tagged as ours)."`
