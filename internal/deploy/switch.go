@@ -44,13 +44,12 @@ const hostKeyAlias = "nixos-cloud-deploy-target"
 
 // switchState is what the switch stages share.
 type switchState struct {
-	sudo    bool
-	probe   rollout.Probe
-	src     rollout.Source
-	top     rollout.Toplevel
-	noop    bool
-	act     rollout.Activation
-	outcome rollout.Outcome
+	sudo  bool
+	probe rollout.Probe
+	src   rollout.Source
+	top   rollout.Toplevel
+	noop  bool
+	act   rollout.Activation
 	// report is what the summary shows.
 	report SwitchReport
 }
@@ -61,8 +60,8 @@ type SwitchReport struct {
 	Repo, Rev          string
 	PreviousGeneration int
 	PreviousPath       string
-	Generation         int    // what the machine runs at the end (0: unknown)
-	Path               string // its system
+	Generation         int    // the system profile's generation at the end (0: unknown)
+	Path               string // the system the machine runs at the end
 	NewPath            string // the evaluated system
 	NoOp, DryRun       bool
 	RolledBack         bool
@@ -461,7 +460,6 @@ func (s *state) awaitConfirmation(ctx context.Context, stage string) (rollout.Ou
 	}
 	prev := s.sw.probe.Generation
 	out, err := rollout.AwaitConfirmation(ctx, dial, prev, s.sw.top.Out, rollout.ConfirmOptions{Sudo: s.sw.sudo, Logf: s.sink.Infof})
-	s.sw.outcome = out
 	if out.Generation != 0 {
 		s.sw.report.Generation, s.sw.report.Path = out.Generation, out.Current
 	}
