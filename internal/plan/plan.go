@@ -151,7 +151,7 @@ func New(c config.Config, env Env) Plan {
 			{"boot diagnostics", "on, managed storage (serial log on failure)"},
 			{"os disk", fmt.Sprintf("%d GB, deleted with the VM", c.OSDiskSizeGB)},
 			{"nic", NICName(c.VMName) + ", deleted with the VM"},
-			{"admin user", fmt.Sprintf("%s, %d SSH key(s), no password", c.UserName, len(c.SSHPublicKeys))},
+			{"admin user", adminUser(c)},
 			{"custom data", "cloud-init (below)"},
 			{"tags", vmTags}}},
 	}
@@ -318,4 +318,21 @@ func formatTags(t map[string]string) string {
 		parts[i] = k + "=" + t[k]
 	}
 	return strings.Join(parts, ", ")
+}
+
+// adminUser says which keys the VM's osProfile gets: Azure takes only ssh-rsa
+// of 2048 bits or more and ssh-ed25519 there (azure.AcceptsSSHKey); the
+// installed NixOS gets every key of ssh-public-keys through settings.json.
+func adminUser(c config.Config) string {
+	accepted, refused := azure.SSHKeysAzureAccepts(c.SSHPublicKeys)
+	switch {
+	case len(accepted) == 0 && len(refused) == 0:
+		return c.UserName + ", the deploy key only (Azure needs one; no ssh-public-keys given), no password"
+	case len(accepted) == 0:
+		return fmt.Sprintf("%s, the deploy key only (Azure needs one and takes none of your %d key(s); all reach the installed NixOS), no password", c.UserName, len(refused))
+	case len(refused) == 0:
+		return fmt.Sprintf("%s, %d SSH key(s), no password", c.UserName, len(accepted))
+	default:
+		return fmt.Sprintf("%s, %d SSH key(s) (%d more of types Azure refuses reach the installed NixOS only), no password", c.UserName, len(accepted), len(refused))
+	}
 }

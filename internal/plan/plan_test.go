@@ -2,11 +2,17 @@ package plan
 
 import (
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/config"
 	"github.com/nixos-cloud-deploy/nixos-cloud-deploy/internal/golden"
@@ -116,5 +122,43 @@ func TestPlanResourcesDependOnEarlierOnes(t *testing.T) {
 	}
 	if got := p.Resources[len(p.Resources)-1].Name; got != "shutdown-computevm-az-nixos" {
 		t.Errorf("last resource %q, want the auto-shutdown schedule", got)
+	}
+}
+
+// The plan says which keys reach the VM's osProfile: Azure takes only
+// ssh-rsa of 2048 bits or more and ssh-ed25519 there, and needs one, so
+// without such a key the VM gets the deploy key.
+func TestAdminUserKeys(t *testing.T) {
+	authorized := func(pub crypto.PublicKey) string {
+		k, err := ssh.NewPublicKey(pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k)))
+	}
+	edPub, _, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ed, ecd := authorized(edPub), authorized(&ec.PublicKey)
+	for _, tc := range []struct {
+		name string
+		keys []string
+		want string
+	}{
+		{"none", nil, "nixos, the deploy key only (Azure needs one; no ssh-public-keys given), no password"},
+		{"ed25519", []string{ed}, "nixos, 1 SSH key(s), no password"},
+		{"ecdsa only", []string{ecd}, "nixos, the deploy key only (Azure needs one and takes none of your 1 key(s); all reach the installed NixOS), no password"},
+		{"both", []string{ed, ecd}, "nixos, 1 SSH key(s) (1 more of types Azure refuses reach the installed NixOS only), no password"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := adminUser(config.Config{UserName: "nixos", SSHPublicKeys: tc.keys}); got != tc.want {
+				t.Errorf("adminUser = %q, want %q", got, tc.want)
+			}
+		})
 	}
 }
