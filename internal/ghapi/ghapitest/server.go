@@ -214,7 +214,10 @@ func New(tb testing.TB) *Server {
 		notFound(w)
 	})
 	s.Server = httptest.NewServer(mux)
-	tb.Cleanup(func() { s.sending.Wait(); s.Close() })
+	// Close first: it waits for the requests in flight, among them a
+	// redelivery request whose handler calls s.sending.Add; only then is
+	// Wait safe (a WaitGroup's Add from zero must happen before its Wait).
+	tb.Cleanup(func() { s.Close(); s.sending.Wait() })
 	return s
 }
 
