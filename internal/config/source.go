@@ -76,7 +76,7 @@ func ReadAction(ctx context.Context, getenv func(string) string) (Inputs, error)
 var ErrHelp = flag.ErrHelp
 
 // ReadFlags reads the inputs from a command line: an optional command word
-// first (plan, deploy, install, destroy), then --<input> VALUE flags, with the short
+// first (plan, deploy, install, switch, destroy), then --<input> VALUE flags, with the short
 // forms the original scripts had (-n vm-name, -g resource-group, ...).
 // Boolean inputs may be given without a value. Usage goes to out.
 func ReadFlags(ctx context.Context, args []string, getenv func(string) string, out io.Writer) (Inputs, error) {
@@ -95,7 +95,7 @@ func ReadFlags(ctx context.Context, args []string, getenv func(string) string, o
 		}
 	}
 	fs.Usage = func() {
-		fmt.Fprintf(out, "Usage: nixos-cloud-deploy [plan|deploy|install|destroy] [flags]\n       nixos-cloud-deploy proxy [flags]\n\nFlags:\n")
+		fmt.Fprintf(out, "Usage: nixos-cloud-deploy [plan|deploy|install|switch|destroy] [flags]\n       nixos-cloud-deploy proxy [flags]\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
